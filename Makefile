@@ -1,0 +1,103 @@
+# gradc: a compiler for .grad graph files (see README.md).
+#
+#   make            build build/gradc and build/libgradrt.a
+#   make test       install missing dependencies, build, run every test suite
+#   make demo       install missing dependencies, build, train IMM on the checkerboard
+#   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make deps       apt-get install what is missing (fast no-op when all is present)
+#   make golden     regenerate tests/bad/*.expected after an intended diagnostic change
+#
+# LLVM must be 19: the unversioned llvm-config on Debian 12 is LLVM 14 (no opaque
+# pointers, no fast-math flags in its C API). Never fall back to it.
+
+LLVM_CONFIG ?= llvm-config-19
+CC ?= cc
+BUILD ?= build
+OPT ?= -O2
+
+DEB_PKGS := llvm-19-dev libffi-dev check libopenblas-dev pkg-config zlib1g-dev \
+            libc6-dev make gcc python3 python3-numpy
+
+WARN := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wpointer-arith \
+        -Wno-unused-parameter -Wvla -Wformat=2
+BASE_CFLAGS := -std=gnu11 -g $(OPT) $(WARN) -fno-strict-aliasing -Icompiler -Iruntime -D_GNU_SOURCE
+SAN ?=
+LLVM_CFLAGS = $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed -e 's/-O[0-9s]//g' -e 's/-DNDEBUG//g' -e 's/-std=[^ ]*//g')
+LLVM_LIBS = $(shell $(LLVM_CONFIG) --ldflags --libs 2>/dev/null)
+CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+CFLAGS_ALL = $(BASE_CFLAGS) $(SAN) $(CFLAGS)
+RT_LIBS := -lopenblas -lmvec -lm -lpthread -lz
+LIBS = $(LLVM_LIBS) -lffi -ldl $(RT_LIBS)
+
+COMPILER_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c))
+RUNTIME_SRC := $(wildcard runtime/*.c)
+TEST_SRC := $(wildcard tests/unit/test_*.c)
+TEST_HELPERS := $(wildcard tests/unit/helpers/*.c)
+
+COMPILER_OBJ := $(COMPILER_SRC:%.c=$(BUILD)/%.o)
+RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
+HELPER_OBJ := $(TEST_HELPERS:%.c=$(BUILD)/%.o)
+TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps test unit-tests asan test-asan demo clean golden bench fuzz
+.DEFAULT_GOAL := all
+
+all: $(BUILD)/gradc $(BUILD)/libgradrt.a
+
+deps:
+	@sh tools/deps.sh $(DEB_PKGS)
+
+$(BUILD)/compiler/%.o: compiler/%.c compiler/*.h compiler/ops.def runtime/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LLVM_CFLAGS) -c $< -o $@
+
+$(BUILD)/runtime/%.o: runtime/%.c runtime/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/tests/unit/helpers/%.o: tests/unit/helpers/%.c tests/unit/helpers/*.h compiler/*.h runtime/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CHECK_CFLAGS) -Itests/unit/helpers -c $< -o $@
+
+$(BUILD)/libgradc.a: $(COMPILER_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libgradrt.a: $(RUNTIME_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/gradc: $(BUILD)/compiler/main.o $(BUILD)/libgradc.a $(BUILD)/libgradrt.a
+	$(CC) $(SAN) -rdynamic -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(HELPER_OBJ) $(BUILD)/libgradc.a $(BUILD)/libgradrt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LLVM_CFLAGS) $(CHECK_CFLAGS) -Itests/unit/helpers -rdynamic -o $@ $< \
+	  $(HELPER_OBJ) $(BUILD)/libgradc.a $(BUILD)/libgradrt.a $(CHECK_LIBS) $(LIBS)
+
+unit-tests: $(TEST_BIN) $(BUILD)/gradc
+
+# Each suite prints Check's summary line ("100%: Checks: N, Failures: 0, Errors: 0").
+test: deps
+	@$(MAKE) --no-print-directory unit-tests
+	@BUILD=$(BUILD) sh tests/run_all.sh
+
+asan test-asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" unit-tests
+	@BUILD=build-asan ASAN_OPTIONS=detect_leaks=0 sh tests/run_all.sh
+
+golden: $(BUILD)/gradc
+	@sh tests/bad/run.sh --update $(BUILD)/gradc
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh examples/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@sh bench/run.sh
+
+clean:
+	rm -rf build build-asan
