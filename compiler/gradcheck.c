@@ -30,8 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GC_STEP 1e-6    /* relative finite-difference step */
-#define GC_FLOOR 1e-4   /* see the essay above */
+#define GC_STEP 1e-5    /* relative finite-difference step */
+#define GC_FLOOR 1e-3   /* see the essay above */
 #define GC_SAMPLES 8    /* elements per value checked one by one */
 #define GC_STREAM 0x6C000000u
 
@@ -49,6 +49,7 @@ typedef struct {
   Program *p;
   const Graph *src;
   uint64_t seed;
+  const GcOptions *opt;
   GcItem *items;
   int nitems, ncot;
   int *cot_out; /* [ncot] which src output each cotangent belongs to */
@@ -95,6 +96,12 @@ static void fill_normal(GcRun *r, GrTensor *t, uint64_t stream, double scale, in
     double z = scale * gr_normal_f64(r->seed, 0, GC_STREAM + stream, (uint64_t)i);
     tset(t, i, add ? tget(t, i) + z : z);
   }
+}
+
+static void fill_uniform(GcRun *r, GrTensor *t, uint64_t stream, const double *lohi) {
+  if (t->dtype != GR_F32 && t->dtype != GR_F64) return;
+  for (int64_t i = 0, n = tensor_numel(t); i < n; i++)
+    tset(t, i, lohi[0] + (lohi[1] - lohi[0]) * gr_uniform_f64(r->seed, 2, GC_STREAM + stream, (uint64_t)i));
 }
 
 /* ---- the two graphs --------------------------------------------------------------------- */
@@ -259,6 +266,7 @@ static void fill_data(GcRun *r) {
     r->inputs[i] = tensor_new(d->inputs[i].dtype, &d->inputs[i].shape);
     int scalar_cot = i >= r->src->ninputs && i < r->src->ninputs + r->ncot && shape_numel(&d->inputs[i].shape) == 1;
     if (scalar_cot) tset(&r->inputs[i], 0, 1.0);
+    else if (r->opt->range && i < r->opt->nrange && i < r->src->ninputs) fill_uniform(r, &r->inputs[i], (uint64_t)i, r->opt->range[i]);
     else fill_normal(r, &r->inputs[i], (uint64_t)i, 1.0, 0);
   }
   interp_init_params(r->p, r->seed, r->params);
@@ -314,9 +322,15 @@ static int check_all(GcRun *r, double tol, FILE *report) {
 }
 
 int gc_check_entry(Ctx *c, Program *p, Graph *g, uint64_t seed, double tol, FILE *report) {
+  GcOptions o = {seed, tol, NULL, 0};
+  return gc_check_entry_opts(c, p, g, &o, report);
+}
+
+int gc_check_entry_opts(Ctx *c, Program *p, Graph *g, const GcOptions *o, FILE *report) {
   GcRun r;
+  double tol = o->tol > 0 ? o->tol : GC_DEFAULT_TOL;
   memset(&r, 0, sizeof r);
-  r.c = c, r.p = p, r.src = g, r.seed = seed;
+  r.c = c, r.p = p, r.src = g, r.seed = o->seed, r.opt = o;
   collect_items(&r);
   int rc = -1;
   if (r.ncot == 0) {

@@ -28,4 +28,15 @@
  * diagnostic in c (no float output, an extern on the path...) or an interpreter error. */
 int gc_check_entry(Ctx *c, Program *p, Graph *g, uint64_t seed, double tol, FILE *report);
 
+/* The same with more control (tests use it to keep inputs inside an op's domain). */
+typedef struct {
+  uint64_t seed;
+  double tol;
+  /* NULL, or one [lo, hi) per entry input (nrange of them): that float input is drawn
+   * uniformly from the range instead of N(0,1). */
+  const double (*range)[2];
+  int nrange;
+} GcOptions;
+int gc_check_entry_opts(Ctx *c, Program *p, Graph *g, const GcOptions *o, FILE *report);
+
 #endif
