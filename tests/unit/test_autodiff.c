@@ -214,7 +214,7 @@ START_TEST(test_op_rules_vs_finite_differences) {
         return;
       }
       graph_add_output(c.t.g, "y", order == 1 ? y : second_order(&c, y));
-      int rc = case_check(&c, 100 + (uint64_t)var, order == 1 ? 1e-6 : 1e-5);
+      int rc = case_check(&c, 100 + (uint64_t)var, 1e-6);
       ck_assert_msg(rc == 0, "op %s variant %d order %d: gradcheck %s (AD_VERBOSE=1 shows the table)", oi->name,
                     var, order, rc < 0 ? "error" : "mismatch");
       tu_graph_free(&c.t);
