@@ -179,7 +179,7 @@ static ValId second_order(Case *c, ValId y) {
   ck_assert_int_eq(ad_vjp(g, dot_all(g, y, r), IR_ERR, n, c->x, grads, NL), 0);
   ValId out = IR_ERR;
   for (int i = 0; i < n; i++) {
-    char name[8];
+    char name[16];
     snprintf(name, sizeof name, "v%d", i);
     ValId v = tu_input(&c->t, name, DT_F64, ir_node(g, c->x[i])->shape);
     ValId d = dot_all(g, grads[i], v);
