@@ -499,8 +499,8 @@ START_TEST(elab_imports) {
   ck_assert_ptr_nonnull(strstr(f.c.diags[0].hint, "nothere.grad"));
   fx_close(&f);
   fx_open(&f);
-  fx_write(&f, "a.grad", "import b\n", 9);
-  fx_write(&f, "b.grad", "import a\n", 9);
+  free(fx_write(&f, "a.grad", "import b\n", 9));
+  free(fx_write(&f, "b.grad", "import a\n", 9));
   fx_compile(&f, "import a\n");
   expect_err(&f, "cyclic import: a -> b -> a", 1, 8);
   fx_close(&f);
