@@ -203,8 +203,9 @@ static int parse_dict(Lex *l, NpyHeader *h) {
 static int parse_header(const unsigned char *b, size_t avail, size_t total, const char *name,
                         NpyHeader *h, char *err, size_t nerr) {
   memset(h, 0, sizeof *h);
-  if (avail < 10 || memcmp(b, "\x93NUMPY", 6))
+  if (avail < 6 || memcmp(b, "\x93NUMPY", 6))
     return npy_err(err, nerr, name, "not a .npy file (bad magic)");
+  if (avail < 8) return npy_err(err, nerr, name, "truncated header");
   int major = b[6], minor = b[7];
   if ((major < 1 || major > 3) || minor != 0)
     return npy_err(err, nerr, name, "unsupported .npy version %d.%d (supported: 1.0, 2.0, 3.0)", major, minor);
@@ -260,7 +261,7 @@ int gr_npy_read(const char *path, GrTensor *out, char *err, size_t nerr) {
   FILE *f = fopen(path, "rb");
   if (!f) return npy_err(err, nerr, path, "cannot open: %s", strerror(errno));
   struct stat st;
-  unsigned char pre[12];
+  unsigned char pre[12] = {0};
   unsigned char *hdr = NULL;
   int rc = -1;
   NpyHeader h;
@@ -270,7 +271,7 @@ int gr_npy_read(const char *path, GrTensor *out, char *err, size_t nerr) {
   }
   size_t total = (size_t)st.st_size, got = fread(pre, 1, sizeof pre, f);
   /* First pass over the preamble only, to learn the header length. */
-  if (got < 10 || memcmp(pre, "\x93NUMPY", 6)) {
+  if (got < 6 || memcmp(pre, "\x93NUMPY", 6)) {
     npy_err(err, nerr, path, "not a .npy file (bad magic)");
     goto done;
   }
