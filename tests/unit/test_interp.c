@@ -787,6 +787,13 @@ START_TEST(outputs_and_liveness) {
   ck_assert_msg(interp_run(c.t.g, &c.t.prog, c.in, NULL, c.out, 0, 0, c.err, sizeof c.err) == 0, "%s", c.err);
   ck_assert(c.out[0].data != c.out[1].data);
   for (int i = 0; i < 4; i++) ck_assert(tu_get(&c.out[0], i) == exp(tu_get(&c.in[0], i)) && tu_get(&c.out[1], i) == tu_get(&c.out[0], i));
+  gr_tensor_free(&c.out[0]);
+  gr_tensor_free(&c.out[1]);
+  /* a corrupted graph (input id pointing forward) is an error, not a crash */
+  c.t.g->nodes[e].in[0] = e + 5;
+  ck_assert_int_eq(interp_run(c.t.g, &c.t.prog, c.in, NULL, c.out, 0, 0, c.err, sizeof c.err), -1);
+  ck_assert_msg(strstr(c.err, "invalid graph"), "%s", c.err);
+  ck_assert_ptr_null(c.out[0].data);
   case_free(&c);
 }
 END_TEST
