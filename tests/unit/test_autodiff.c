@@ -517,8 +517,8 @@ START_TEST(test_time_conditioned_jvp) {
 }
 END_TEST
 
-/* Hessian-vector products on the MLP: grad of (grad . v) (reverse over reverse) and
- * jvp of grad (forward over reverse) agree, and gradcheck of grad . v passes. */
+/* Hessian-vector products on the MLP: grad of (grad . v) (reverse over reverse), jvp of
+ * grad (forward over reverse) and grad of jvp (reverse over forward) agree, and gradcheck of grad . v passes. */
 START_TEST(test_hvp_and_jvp_of_grad) {
   TuGraph t;
   tu_graph_init(&t);
@@ -534,23 +534,28 @@ START_TEST(test_hvp_and_jvp_of_grad) {
   ValId gv = dot_all(g, gw, v);
   ck_assert_int_eq(ad_vjp(g, gv, IR_ERR, 1, &w1, &hv_rev, NL), 0);
   ck_assert_int_eq(ad_jvp(g, 1, &w1, &v, 1, &gw, &hv_fwd, NL), 0);
+  ValId jl, hv_rof; /* reverse over forward: grad of (jvp of L along v) */
+  ck_assert_int_eq(ad_jvp(g, 1, &w1, &v, 1, &L, &jl, NL), 0);
+  ck_assert_int_eq(ad_vjp(g, jl, IR_ERR, 1, &w1, &hv_rof, NL), 0);
   graph_add_output(g, "gv", gv);
   graph_add_output(g, "hv_rev", hv_rev);
   graph_add_output(g, "hv_fwd", hv_fwd);
+  graph_add_output(g, "hv_rof", hv_rof);
   GrTensor in[3] = {tu_tensor(DT_F64, TU_SHAPE(8, 3)), tu_tensor(DT_F64, TU_SHAPE(8, 2)), tu_tensor(DT_F64, TU_SHAPE(3, 16))};
-  GrTensor par[4], o[3];
+  GrTensor par[4], o[4];
   for (int i = 0; i < 3; i++) tu_fill_uniform(&in[i], -1, 1, 20 + (uint64_t)i);
   interp_init_params(&t.prog, 3, par);
   run_graph(&t, g, in, par, o);
   double nrm = 0;
   for (int i = 0; i < 48; i++) {
     ck_assert_double_eq_tol(tu_get(&o[1], i), tu_get(&o[2], i), 1e-12);
+    ck_assert_double_eq_tol(tu_get(&o[1], i), tu_get(&o[3], i), 1e-12);
     nrm += fabs(tu_get(&o[1], i));
   }
   ck_assert(nrm > 1e-3);
   free_all(in, 3);
   free_all(par, 4);
-  free_all(o, 3);
+  free_all(o, 4);
   /* the whole second-order graph (output gv) against differences */
   g->noutputs = 1;
   ck_assert_int_eq(gc_check_entry(&t.ctx, &t.prog, g, 9, 1e-5, NULL), 0);
