@@ -57,6 +57,8 @@ static ValId dot_all(Graph *g, ValId a, ValId b) {
   return sum_all(g, ir_must(g, ir_binary(g, OP_MUL, a, b, NL)));
 }
 static int case_check(Case *c, uint64_t seed, double tol) {
+  char err[256];
+  ck_assert_msg(ir_verify(c->t.g, &c->t.prog, err, sizeof err) == 0, "verify: %s", err);
   GcOptions o = {seed, tol, (const double(*)[2])c->range, c->nin};
   FILE *rep = getenv("AD_VERBOSE") ? stderr : NULL;
   int rc = gc_check_entry_opts(&c->t.ctx, &c->t.prog, c->t.g, &o, rep);
@@ -194,6 +196,28 @@ START_TEST(test_every_op_has_rules) {
     int exempt = oi->kind == K_LEAF || (oi->flags & (F_ZEROGRAD | F_NODIFF));
     ck_assert_msg(exempt || ad_has_rules((Op)op), "op '%s' has no VJP/JVP rule", oi->name);
     if (oi->flags & (F_ZEROGRAD | F_NODIFF)) ck_assert_msg(oi->diff == 0, "%s: zero-grad op with diff bits", oi->name);
+  }
+}
+END_TEST
+
+/* F_ZEROGRAD ops pass nothing in either mode: the result is one zeros constant. */
+START_TEST(test_zerograd_ops_pass_nothing) {
+  for (int op = 0; op < OP_COUNT; op++) {
+    const OpInfo *oi = &op_info[op];
+    if (!(oi->flags & F_ZEROGRAD) || oi->kind == K_LEAF) continue;
+    TuGraph t;
+    tu_graph_init(&t);
+    Graph *g = t.g;
+    ValId x = tu_input(&t, "x", DT_F64, TU_SHAPE(3)), y;
+    y = oi->kind == K_UNARY ? ir_unary(g, (Op)op, x, NL) : ir_binary(g, (Op)op, x, ir_unary(g, OP_SIN, x, NL), NL);
+    ValId L = sum_all(g, ir_binary(g, OP_MUL, y, y, NL)), gr, tl;
+    int n0 = g->nnodes;
+    ck_assert_int_eq(ad_vjp(g, L, IR_ERR, 1, &x, &gr, NL), 0);
+    ck_assert_msg(ir_node(g, gr)->op == OP_CONST && ir_node(g, gr)->attr.scalar == 0, "%s", oi->name);
+    ck_assert_msg(g->nnodes - n0 <= 2, "%s: %d nodes emitted", oi->name, g->nnodes - n0); /* seed, zeros */
+    ck_assert_int_eq(ad_jvp(g, 1, &x, &x, 1, &L, &tl, NL), 0);
+    ck_assert_msg(ir_node(g, tl)->op == OP_CONST && ir_node(g, tl)->attr.scalar == 0, "%s", oi->name);
+    tu_graph_free(&t);
   }
 }
 END_TEST
@@ -709,6 +733,7 @@ static Suite *autodiff_suite(void) {
   TCase *tc = tcase_create("ops");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_every_op_has_rules);
+  tcase_add_test(tc, test_zerograd_ops_pass_nothing);
   tcase_add_loop_test(tc, test_op_rules_vs_finite_differences, 0, OP_COUNT);
   tcase_add_test(tc, test_cast_rules);
   suite_add_tcase(s, tc);

@@ -116,6 +116,20 @@ START_TEST(test_flags_stop_grad_param) {
 }
 END_TEST
 
+/* Integer inputs (indices) are held at 0, which is always a valid index. */
+START_TEST(test_integer_inputs) {
+  TuGraph t;
+  tu_graph_init(&t);
+  Graph *g = t.g;
+  ValId x = tu_input(&t, "x", DT_F64, TU_SHAPE(4, 3)), idx = tu_input(&t, "idx", DT_I32, TU_SHAPE(5));
+  graph_add_output(g, "L", sum_all(g, ir_unary(g, OP_SIN, ir_gather(g, x, idx, 0, NL), NL)));
+  char rep[4096];
+  ck_assert_int_eq(check_report(&t, 5, rep, sizeof rep), 0);
+  ck_assert_ptr_null(strstr(rep, "idx"));
+  tu_graph_free(&t);
+}
+END_TEST
+
 START_TEST(test_f32_warns) {
   TuGraph t;
   tu_graph_init(&t);
@@ -157,6 +171,7 @@ int main(void) {
   tcase_add_test(tc, test_passes_on_correct_graph);
   tcase_add_test(tc, test_fails_on_staircase);
   tcase_add_test(tc, test_flags_stop_grad_param);
+  tcase_add_test(tc, test_integer_inputs);
   tcase_add_test(tc, test_f32_warns);
   tcase_add_test(tc, test_errors_are_diagnostics);
   suite_add_tcase(s, tc);
