@@ -82,4 +82,62 @@ double gr_frechet(const double *mu1, const double *c1, const double *mu2, const 
 /* Mean [d] and covariance [d, d] of the rows of x [n, d]. */
 void gr_mean_cov(const float *x, int64_t n, int d, double *mu, double *cov);
 
+/* ---- the driver (driver.c, driver_eval.c) -------------------------------------------- */
+/* Options of every subcommand, after defaults from the module's consts and flags. */
+typedef struct {
+  const GrModuleInfo *m;
+  const char *cmd;
+  /* training config */
+  const char *data, *eval_data;
+  double lr, beta1, beta2, adam_eps, weight_decay, momentum, lr_min, clip, ema;
+  GrOptKind opt;
+  GrSchedKind sched;
+  int64_t warmup, steps, until, ckpt_every, every;
+  uint64_t seed;
+  int seed_given, steps_given;
+  const char *ckpt, *log;
+  int resume, threads, quiet;
+  /* sampling / eval */
+  double sigma_d, T, eps;
+  const char *sampler, *steps_list, *out, *png;
+  int64_t n;
+  int no_ema, restart, json;
+  double tol;
+  char ckpt_default[512];
+} GrOpts;
+
+/* Parameters and their training state, one f32 array per parameter. */
+typedef struct {
+  const GrModuleInfo *m;
+  int np;
+  int64_t *numel;
+  float **w, **ema, **s0, **s1, **g;
+  int64_t step; /* completed optimizer steps */
+} GrState;
+
+double gr_const_num(const GrModuleInfo *m, const char *name, double dflt);
+const char *gr_const_str(const GrModuleInfo *m, const char *name, const char *dflt);
+const GrEntryInfo *gr_find_entry(const GrModuleInfo *m, const char *name);
+int gr_state_alloc(GrState *s, const GrModuleInfo *m);
+void gr_state_free(GrState *s);
+/* Loads weights (and EMA, optimizer state when `full`) from a checkpoint, refusing one
+ * from another graph. Writes the checkpoint's seed into *seed when not NULL. */
+int gr_state_load(GrState *s, const GrOpts *o, const char *path, int full, uint64_t *seed,
+                  char *err, size_t nerr);
+/* args = inputs, params, outputs; calls e->fn. */
+void gr_call_entry(const GrEntryInfo *e, const GrModuleInfo *m, void *const *inputs,
+                   void *const *params, void *const *outputs, void *ws, const GrRunCtx *rc);
+/* Does `path` lie in a writable folder? (creates and removes a temp file) */
+int gr_check_writable(const char *path, char *err, size_t nerr);
+/* OT-FM interpolant x_t = (1 - t) x + t sigma_d n: the one place it is written. */
+static inline float gr_interp_ot(float x, float n, double t, double sigma_d) {
+  return (float)((1.0 - t) * (double)x + t * sigma_d * (double)n);
+}
+int gr_cmd_sample(GrOpts *o);
+int gr_cmd_eval(GrOpts *o);
+int gr_cmd_gradcheck(GrOpts *o);
+/* The sampling times t_0 = T > ... > t_K = eps for K steps ("imm" or "uniform"). */
+int gr_sample_times(const char *sampler, int64_t k, double T, double eps, double *t,
+                    char *err, size_t nerr);
+
 #endif
