@@ -107,6 +107,8 @@ static const OptDef opt_defs[] = {
     {"--ema", OPT_NUM, O(ema), NULL, "train"},
     {"--warmup", OPT_INT, O(warmup), NULL, "train"},
     {"--weight-decay", OPT_NUM, O(weight_decay), NULL, "train"},
+    {"--optimizer", OPT_STR, O(opt_name), NULL, "train"},
+    {"--schedule", OPT_STR, O(sched_name), NULL, "train"},
     {"--quiet", OPT_FLAG, O(quiet), NULL, ""},
     {"-n", OPT_INT, O(n), NULL, ""},
     {"--out", OPT_STR, O(out), NULL, ""},
@@ -125,6 +127,7 @@ static const OptDef opt_defs[] = {
     "  train      [--steps N] [--lr X] [--seed S] [--data SRC] [--ckpt FILE.safetensors]\n" \
     "             [--resume] [--until M] [--log FILE.csv|.jsonl] [--every N] [--threads N]\n" \
     "             [--ckpt-every K] [--clip C] [--ema D] [--warmup W] [--weight-decay X] [--quiet]\n" \
+    "             [--optimizer adam|adamw|sgd|radam] [--schedule constant|cosine|warmup_cosine]\n" \
     "  sample     --ckpt FILE --steps K -n N --out FILE.npy [--png FILE.png] [--seed S]\n" \
     "             [--no-ema] [--restart] [--sampler imm|uniform]\n" \
     "  eval       --ckpt FILE [--steps 1,2,4] [-n N] [--json] [--eval-data SRC] [--no-ema]\n" \
@@ -254,10 +257,10 @@ static int parse_args(GrOpts *o, int argc, char **argv) {
 /* Resolves names (optimizer, schedule) and --steps (a number for train, a list for eval). */
 static int finish_opts(GrOpts *o) {
   const GrModuleInfo *m = o->m;
-  if (gr_opt_parse(gr_const_str(m, "optimizer", "adam"), &o->opt))
-    return fail("unknown optimizer '%s' in the program's constants (adam, adamw, sgd, radam)", gr_const_str(m, "optimizer", ""));
-  if (gr_sched_parse(gr_const_str(m, "schedule", "constant"), &o->sched))
-    return fail("unknown schedule '%s' (constant, cosine, warmup_cosine)", gr_const_str(m, "schedule", ""));
+  const char *on = o->opt_name ? o->opt_name : gr_const_str(m, "optimizer", "adam");
+  const char *sn = o->sched_name ? o->sched_name : gr_const_str(m, "schedule", "constant");
+  if (gr_opt_parse(on, &o->opt)) return fail("unknown optimizer '%s' (adam, adamw, sgd, radam)", on);
+  if (gr_sched_parse(sn, &o->sched)) return fail("unknown schedule '%s' (constant, cosine, warmup_cosine)", sn);
   if (o->steps_list && strcmp(o->cmd, "eval") != 0) {
     int64_t v;
     if (parse_i64(o->steps_list, &v) || v < 0) return fail("--steps: '%s' is not a non-negative integer", o->steps_list);

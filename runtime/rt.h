@@ -95,7 +95,7 @@ typedef struct {
   int64_t warmup, steps, until, ckpt_every, every;
   uint64_t seed;
   int seed_given, steps_given;
-  const char *ckpt, *log;
+  const char *ckpt, *log, *opt_name, *sched_name;
   int resume, threads, quiet;
   /* sampling / eval */
   double sigma_d, T, eps;
