@@ -36,8 +36,6 @@ typedef struct {
   int layer[64], is_w[64]; /* param i -> reference layer index and W/b */
 } Golden;
 
-static const char *stdlib_dirs[] = {"stdlib"};
-
 /* ---- tensors ---------------------------------------------------------------------- */
 
 static double tget(const GrTensor *t, int64_t i) {
@@ -126,7 +124,8 @@ static void golden_open(Golden *gd, const char *file, const char *pdir, int f64)
   gd->f64 = f64;
   ctx_init(&gd->c);
   gd->c.promote_f64 = f64;
-  gd->c.incdirs = stdlib_dirs;
+  gd->c.incdirs = xrealloc(NULL, sizeof *gd->c.incdirs); /* ctx_free frees it */
+  gd->c.incdirs[0] = "stdlib";
   gd->c.nincdirs = 1;
   program_init(&gd->p, &gd->c);
   snprintf(path, sizeof path, "%s/%s", GOLD, file);

@@ -34,16 +34,19 @@ typedef struct {
   GrTensor *params;
 } Prog;
 
-static const char *stdlib_dirs[] = {"stdlib"};
-
 static void prog_open(Prog *pg, const char *file, const Define *defs, int ndefs) {
   memset(pg, 0, sizeof *pg);
   ctx_init(&pg->c);
   pg->c.promote_f64 = 1;
-  pg->c.incdirs = stdlib_dirs;
+  /* ctx_free releases incdirs and defines: give it malloc'ed copies */
+  pg->c.incdirs = xrealloc(NULL, sizeof *pg->c.incdirs);
+  pg->c.incdirs[0] = "stdlib";
   pg->c.nincdirs = 1;
-  pg->c.defines = (Define *)defs;
-  pg->c.ndefines = ndefs;
+  if (ndefs > 0) {
+    pg->c.defines = xrealloc(NULL, (size_t)ndefs * sizeof *defs);
+    memcpy(pg->c.defines, defs, (size_t)ndefs * sizeof *defs);
+    pg->c.ndefines = ndefs;
+  }
   program_init(&pg->p, &pg->c);
   int rc = fe_compile(&pg->c, file, &pg->p);
   if (rc != 0) diag_print_all(&pg->c, stderr);
