@@ -704,6 +704,12 @@ int interp_run(const Graph *g, const Program *p, const GrTensor *inputs, const G
       rc = -1;
       goto done;
     }
+  char vbuf[256]; /* a malformed graph is reported, never run into a crash */
+  if (ir_verify(g, p, vbuf, sizeof vbuf)) {
+    if (err && nerr) snprintf(err, nerr, "interp: invalid graph: %s", vbuf);
+    rc = -1;
+    goto done;
+  }
   for (int i = 0; i < n; i++) last[i] = -1;
   plan(g, needed, last);
   for (int i = 0; i < n && rc == 0; i++) {

@@ -787,7 +787,65 @@ START_TEST(outputs_and_liveness) {
   ck_assert_msg(interp_run(c.t.g, &c.t.prog, c.in, NULL, c.out, 0, 0, c.err, sizeof c.err) == 0, "%s", c.err);
   ck_assert(c.out[0].data != c.out[1].data);
   for (int i = 0; i < 4; i++) ck_assert(tu_get(&c.out[0], i) == exp(tu_get(&c.in[0], i)) && tu_get(&c.out[1], i) == tu_get(&c.out[0], i));
+  gr_tensor_free(&c.out[0]);
+  gr_tensor_free(&c.out[1]);
+  /* a corrupted graph (input id pointing forward) is an error, not a crash */
+  c.t.g->nodes[e].in[0] = e + 5;
+  ck_assert_int_eq(interp_run(c.t.g, &c.t.prog, c.in, NULL, c.out, 0, 0, c.err, sizeof c.err), -1);
+  ck_assert_msg(strstr(c.err, "invalid graph"), "%s", c.err);
+  ck_assert_ptr_null(c.out[0].data);
   case_free(&c);
+}
+END_TEST
+
+/* Data movement is dtype-blind: the same graph on integer-valued i32/i64 tensors gives
+ * exactly the f64 results (broadcast, transpose, slice, pad, concat, gather, scatter_add,
+ * where, reshape). */
+static ValId int_graph(TuGraph *t, DType dt) {
+  Graph *g = t->g;
+  ValId a = tu_input(t, "a", dt, TU_SHAPE(3, 1)), b = tu_input(t, "b", dt, TU_SHAPE(4));
+  ValId ix = tu_input(t, "ix", DT_I32, TU_SHAPE(5));
+  ck_assert(ir_broadcast_pair(g, &a, &b, "+", L) == 0);
+  ValId s = ir_binary(g, OP_ADD, a, b, L);                               /* [3, 4] */
+  int32_t perm[IR_MAXRANK] = {1, 0};
+  ValId tr = ir_transpose(g, s, perm, L);                                /* [4, 3] */
+  ValId sl = ir_pad(g, ir_slice(g, tr, 1, 1, 3, L), 0, 1, 2, L);         /* [7, 2] */
+  ValId cc2 = ir_concat(g, ir_slice(g, sl, 0, 0, 4, L), tr, 1, L);       /* [4, 5] */
+  ValId ga = ir_gather(g, cc2, ix, 1, L);                                /* [4, 5] */
+  ValId sc = ir_scatter_add(g, ga, ix, 1, 6, L);                         /* [4, 6] */
+  ValId w = ir_where(g, ir_binary(g, OP_GT, sc, ir_const(g, 3, dt, &(Shape){2, {4, 6}}, L), L), sc,
+                     ir_unary(g, OP_NEG, sc, L), L);
+  Shape flat = TU_SHAPE(24);
+  ValId both = ir_concat(g, ir_reshape(g, w, &flat, L), ir_reshape(g, sc, &flat, L), 0, L); /* [48] */
+  ck_assert_int_eq(t->ctx.ndiags, 0);
+  return both;
+}
+
+START_TEST(integer_data_movement) {
+  static const double av[3] = {1, -2, 5}, bv[4] = {3, 0, -1, 7}, iv[5] = {4, 0, 0, 2, 1};
+  GrTensor res[3];
+  DType dts[3] = {DT_F64, DT_I32, DT_I64};
+  for (int k = 0; k < 3; k++) {
+    TuGraph t;
+    tu_graph_init(&t);
+    ValId out = int_graph(&t, dts[k]);
+    ck_assert_msg(out != IR_ERR, "%s", tu_last_diag(&t));
+    graph_add_output(t.g, "out", out);
+    GrTensor in[3] = {tu_tensor_vals(dts[k], TU_SHAPE(3, 1), av), tu_tensor_vals(dts[k], TU_SHAPE(4), bv),
+                      tu_tensor_vals(DT_I32, TU_SHAPE(5), iv)};
+    char err[256];
+    ck_assert_msg(interp_run(t.g, &t.prog, in, NULL, &res[k], 0, 0, err, sizeof err) == 0, "%s", err);
+    for (int j = 0; j < 3; j++) gr_tensor_free(&in[j]);
+    tu_graph_free(&t);
+  }
+  ck_assert_int_eq(tu_numel(&res[0]), 48);
+  double nonzero = 0;
+  for (int64_t i = 0; i < 48; i++) {
+    ck_assert(tu_get(&res[1], i) == tu_get(&res[0], i) && tu_get(&res[2], i) == tu_get(&res[0], i));
+    nonzero += tu_get(&res[0], i) != 0;
+  }
+  ck_assert(nonzero > 10);
+  for (int k = 0; k < 3; k++) gr_tensor_free(&res[k]);
 }
 END_TEST
 
@@ -885,6 +943,7 @@ int main(void) {
   tcase_add_test(tc, integer_ops);
   tcase_add_test(tc, special_values);
   tcase_add_test(tc, outputs_and_liveness);
+  tcase_add_test(tc, integer_data_movement);
   tcase_add_test(tc, mlp_mse);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
