@@ -58,10 +58,10 @@ def steps_per_block(kind, dim, batch, sample_steps):
     work = batch * (dim + 66) * (3 if kind == "imm" else 2)
     if kind == "sample":
         work = batch * (dim + 66) * sample_steps / 3
-    n = int(round(2.0e6 / max(work, 1)))
+    n = int(round(4.0e6 / max(work, 1)))
     if QUICK:
-        n //= 2
-    return max(2, min(n, 40))
+        n //= 4
+    return max(2 if QUICK else 3, min(n, 60))
 
 
 def blocks():
@@ -163,15 +163,29 @@ class GradcSide:
     def graph(self, kind):
         return os.path.join(ROOT, "bench", "fm_bench.grad" if kind == "fm" else "imm_bench.grad")
 
+    def data_file(self, dim):
+        """A fixed .npy of 4096 Gaussian rows (the data, generated once per D)."""
+        path = os.path.join(BDIR, "gauss_d%d.npy" % dim)
+        if not os.path.exists(path):
+            import numpy as np
+            rng = np.random.default_rng(0)
+            np.save(path, rng.standard_normal((4096, dim)).astype(np.float32))
+        return path
+
+    def key(self, cfg):
+        kind, dim, batch, _, sstep, net = cfg
+        return (net if kind == "sample" else kind, dim, batch, sstep or 1)
+
     def build(self, cfg):
-        """Builds (once per graph, D, B) an executable; returns its path or None."""
-        kind, dim, batch, _, _, net = cfg
-        key = (net if kind == "sample" else kind, dim, batch)
+        """Builds (once per graph, D, B, sampler steps) an executable; returns it or None."""
+        key = self.key(cfg)
         if key in self.exes:
             return self.exes[key]
-        exe = os.path.join(BDIR, "%s_d%d_b%d" % key)
-        argv = [GRADC, "build", self.graph(key[0]), "-o", exe, "-D", "B=%d" % batch,
-                "-D", "D=%d" % dim]
+        graph, dim, batch, sstep = key
+        exe = os.path.join(BDIR, "%s_d%d_b%d_s%d" % key)
+        argv = [GRADC, "build", self.graph(graph), "-o", exe, "-D", "B=%d" % batch,
+                "-D", "D=%d" % dim, "-D", "STEPS=%d" % sstep,
+                "-D", "data=%s" % self.data_file(dim)]
         t0 = time.perf_counter()
         r = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
         self.compile_s[key] = time.perf_counter() - t0
@@ -224,15 +238,17 @@ class GradcSide:
         med = rates[len(rates) // 2]
         return {"steps_per_s": med, "steps_per_s_all": rates, "peak_rss_kb": rss,
                 "samples_per_s": med * batch if kind == "sample" else None,
-                "compile_s": self.compile_s.get((cfg[5] if kind == "sample" else kind, dim, batch))}
+                "compile_s": self.compile_s.get(self.key(cfg))}
 
 
 # ---- the table --------------------------------------------------------------------------------
 
-def fmt_rate(row):
+def fmt_rate(row, batch=None):
+    """steps/s, or samples/s (rate x batch) for sampler rows."""
     if "error" in row:
         return "n/a"
-    return "%.1f" % row["steps_per_s"]
+    r = row["steps_per_s"] * (batch or 1)
+    return "%.0f" % r if r >= 1000 else "%.1f" % r
 
 
 def label(cfg):
@@ -245,10 +261,10 @@ def label(cfg):
 def print_table(rows, pk, gradc):
     p512 = pk.get(("avx512", 1)) or pk.get(("avx2-fma", 1))
     p256 = pk.get(("avx2-fma", 1))
-    hdr = ("| config | torch /s | gradc /s | ratio | GFLOP/step | torch GFLOP/s | torch %peak "
+    hdr = ("| config | unit | torch | gradc | ratio | GFLOP/step | torch GFLOP/s | torch %peak "
            "| gradc %peak | torch RSS MiB | gradc RSS MiB |")
     print(hdr)
-    print("|" + "---|" * 10)
+    print("|" + "---|" * 11)
     for cfg, tr, gr in rows:
         threads = cfg[3]
         flops = tr.get("flops") if "error" not in tr else None
@@ -264,15 +280,16 @@ def print_table(rows, pk, gradc):
             if p256 and p256 != p512:
                 s += " (%.0f%%)" % (100 * rate / (p256 * threads))
             return s
-        unit = "" if cfg[0] != "sample" else " [x%d samples]" % cfg[2]
-        print("| %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            label(cfg), unit, fmt_rate(tr), fmt_rate(gr), ratio,
+        per = cfg[2] if cfg[0] == "sample" else None
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            label(cfg), "samples/s" if per else "steps/s", fmt_rate(tr, per), fmt_rate(gr, per), ratio,
             "%.3f" % (flops / 1e9) if flops else "n/a",
             "%.1f" % (tr["steps_per_s"] * flops / 1e9) if flops else "n/a",
             pct(tr), pct(gr),
             "%.0f" % (tr["peak_rss_kb"] / 1024) if "error" not in tr else "n/a",
             "%.0f" % (gr["peak_rss_kb"] / 1024) if "error" not in gr else "n/a"))
     print()
+    print("GFLOP/step: per training step, or per sampler call (all its steps, batch 1024).")
     print("%peak: of the measured 1-core fp32 FMA peak x threads, with the AVX-512 peak;"
           " in parentheses of the AVX2 (256-bit) peak, the ISA Debian's OpenBLAS uses here.")
     if gradc.reason:
@@ -280,7 +297,7 @@ def print_table(rows, pk, gradc):
     if gradc.compile_s:
         print("gradc compile times (wall, whole `gradc build`):")
         for key, s in sorted(gradc.compile_s.items()):
-            print("  %s D=%d B=%d: %.3f s" % (key[0], key[1], key[2], s))
+            print("  %s D=%d B=%d steps=%d: %.3f s" % (key + (s,)))
 
 
 def main():
