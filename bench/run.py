@@ -33,6 +33,7 @@ PYTHON = os.environ.get("PYTHON", "/usr/bin/python3")
 GRADC = os.environ.get("GRADC", os.path.join(BUILD, "gradc"))
 QUICK = os.environ.get("BENCH_QUICK", "0") not in ("", "0")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
+TMP = "/dev/shm" if os.path.isdir("/dev/shm") else BDIR
 ONLY = set(os.environ.get("BENCH_ONLY", "imm,fm,sample").split(","))
 
 
@@ -152,7 +153,6 @@ class GradcSide:
         self.exes = {}
         self.compile_s = {}
         self.stage_times = {}
-        self.threads_flag = None
         if not os.access(GRADC, os.X_OK):
             self.reason = "%s not built (run make)" % os.path.relpath(GRADC, ROOT)
             return
@@ -173,19 +173,18 @@ class GradcSide:
         return path
 
     def key(self, cfg):
-        kind, dim, batch, _, sstep, net = cfg
-        return (net if kind == "sample" else kind, dim, batch, sstep or 1)
+        kind, dim, batch, _, _, net = cfg
+        return (net if kind == "sample" else kind, dim, batch)
 
     def build(self, cfg):
-        """Builds (once per graph, D, B, sampler steps) an executable; returns it or None."""
+        """Builds (once per graph, D, B) an executable; returns it or None."""
         key = self.key(cfg)
         if key in self.exes:
             return self.exes[key]
-        graph, dim, batch, sstep = key
-        exe = os.path.join(BDIR, "%s_d%d_b%d_s%d" % key)
+        graph, dim, batch = key
+        exe = os.path.join(BDIR, "%s_d%d_b%d" % key)
         argv = [GRADC, "build", self.graph(graph), "-o", exe, "-D", "B=%d" % batch,
-                "-D", "D=%d" % dim, "-D", "STEPS=%d" % sstep,
-                "-D", "data=%s" % self.data_file(dim)]
+                "-D", "D=%d" % dim]
         t0 = time.perf_counter()
         r = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
         self.compile_s[key] = time.perf_counter() - t0
@@ -195,21 +194,33 @@ class GradcSide:
             self.exes[key] = None
             return None
         self.exes[key] = exe
-        if self.threads_flag is None:
-            h = subprocess.run([exe, "help", "train"], capture_output=True, text=True)
-            self.threads_flag = "--threads" if "--threads" in (h.stdout + h.stderr) else ""
         return exe
 
+    def ckpt(self, exe):
+        return exe + ".safetensors"
+
     def command(self, exe, cfg, n):
-        kind, _, _, threads, sstep, _ = cfg
+        """train: n steps (Adam, no EMA, no intermediate checkpoints); sample: n calls of
+        the sampler (n x batch samples, written to tmpfs when there is one)."""
+        kind, dim, batch, threads, sstep, net = cfg
+        common = ["--threads", str(threads), "--quiet"]
         if kind == "sample":
-            argv = [exe, "sample", "--steps", str(sstep), "-n", str(cfg[2] * n),
-                    "--out", os.path.join(BDIR, "samples.npy")]
-        else:
-            argv = [exe, "train", "--steps", str(n)]
-        if self.threads_flag:
-            argv += [self.threads_flag, str(threads)]
-        return argv
+            out = os.path.join(TMP, "gradc_bench_samples.npy")
+            return [exe, "sample", "--ckpt", self.ckpt(exe), "--steps", str(sstep),
+                    "-n", str(batch * n), "--out", out,
+                    "--sampler", "imm" if net == "imm" else "uniform"] + common
+        return [exe, "train", "--steps", str(n), "--ckpt", self.ckpt(exe),
+                "--ckpt-every", "1000000000", "--ema", "0",
+                "--data", self.data_file(dim)] + common
+
+    def prepare(self, exe, cfg):
+        """Sampling needs a checkpoint: one training step writes it."""
+        if cfg[0] != "sample" or os.path.exists(self.ckpt(exe)):
+            return None
+        train = (cfg[5], cfg[1], cfg[2], cfg[3], None, cfg[5])
+        r = run_measured(self.command(exe, train, 1), thread_env(cfg[3]))
+        return None if r[2] == 0 else "train (for a checkpoint) exited %d: %s" % (
+            r[2], (r[1].strip().splitlines() or [""])[-1])
 
     def run(self, cfg):
         """Steps/s by differencing: time(n0 + k steps) - time(n0 steps), median of blocks."""
@@ -219,6 +230,9 @@ class GradcSide:
         if exe is None:
             return {"error": self.reason}
         kind, dim, batch, threads, sstep, _ = cfg
+        why = self.prepare(exe, cfg)
+        if why:
+            return {"error": why}
         k = steps_per_block(kind, dim, batch, sstep or 1)
         env = thread_env(threads)
         base = run_measured(self.command(exe, cfg, 3), env)
@@ -297,7 +311,7 @@ def print_table(rows, pk, gradc):
     if gradc.compile_s:
         print("gradc compile times (wall, whole `gradc build`):")
         for key, s in sorted(gradc.compile_s.items()):
-            print("  %s D=%d B=%d steps=%d: %.3f s" % (key + (s,)))
+            print("  %s D=%d B=%d: %.3f s" % (key + (s,)))
 
 
 def main():
