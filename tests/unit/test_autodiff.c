@@ -57,6 +57,8 @@ static ValId dot_all(Graph *g, ValId a, ValId b) {
   return sum_all(g, ir_must(g, ir_binary(g, OP_MUL, a, b, NL)));
 }
 static int case_check(Case *c, uint64_t seed, double tol) {
+  char err[256];
+  ck_assert_msg(ir_verify(c->t.g, &c->t.prog, err, sizeof err) == 0, "verify: %s", err);
   GcOptions o = {seed, tol, (const double(*)[2])c->range, c->nin};
   FILE *rep = getenv("AD_VERBOSE") ? stderr : NULL;
   int rc = gc_check_entry_opts(&c->t.ctx, &c->t.prog, c->t.g, &o, rep);
@@ -194,6 +196,28 @@ START_TEST(test_every_op_has_rules) {
     int exempt = oi->kind == K_LEAF || (oi->flags & (F_ZEROGRAD | F_NODIFF));
     ck_assert_msg(exempt || ad_has_rules((Op)op), "op '%s' has no VJP/JVP rule", oi->name);
     if (oi->flags & (F_ZEROGRAD | F_NODIFF)) ck_assert_msg(oi->diff == 0, "%s: zero-grad op with diff bits", oi->name);
+  }
+}
+END_TEST
+
+/* F_ZEROGRAD ops pass nothing in either mode: the result is one zeros constant. */
+START_TEST(test_zerograd_ops_pass_nothing) {
+  for (int op = 0; op < OP_COUNT; op++) {
+    const OpInfo *oi = &op_info[op];
+    if (!(oi->flags & F_ZEROGRAD) || oi->kind == K_LEAF) continue;
+    TuGraph t;
+    tu_graph_init(&t);
+    Graph *g = t.g;
+    ValId x = tu_input(&t, "x", DT_F64, TU_SHAPE(3)), y;
+    y = oi->kind == K_UNARY ? ir_unary(g, (Op)op, x, NL) : ir_binary(g, (Op)op, x, ir_unary(g, OP_SIN, x, NL), NL);
+    ValId L = sum_all(g, ir_binary(g, OP_MUL, y, y, NL)), gr, tl;
+    int n0 = g->nnodes;
+    ck_assert_int_eq(ad_vjp(g, L, IR_ERR, 1, &x, &gr, NL), 0);
+    ck_assert_msg(ir_node(g, gr)->op == OP_CONST && ir_node(g, gr)->attr.scalar == 0, "%s", oi->name);
+    ck_assert_msg(g->nnodes - n0 <= 2, "%s: %d nodes emitted", oi->name, g->nnodes - n0); /* seed, zeros */
+    ck_assert_int_eq(ad_jvp(g, 1, &x, &x, 1, &L, &tl, NL), 0);
+    ck_assert_msg(ir_node(g, tl)->op == OP_CONST && ir_node(g, tl)->attr.scalar == 0, "%s", oi->name);
+    tu_graph_free(&t);
   }
 }
 END_TEST
@@ -517,8 +541,8 @@ START_TEST(test_time_conditioned_jvp) {
 }
 END_TEST
 
-/* Hessian-vector products on the MLP: grad of (grad . v) (reverse over reverse) and
- * jvp of grad (forward over reverse) agree, and gradcheck of grad . v passes. */
+/* Hessian-vector products on the MLP: grad of (grad . v) (reverse over reverse), jvp of
+ * grad (forward over reverse) and grad of jvp (reverse over forward) agree, and gradcheck of grad . v passes. */
 START_TEST(test_hvp_and_jvp_of_grad) {
   TuGraph t;
   tu_graph_init(&t);
@@ -534,23 +558,28 @@ START_TEST(test_hvp_and_jvp_of_grad) {
   ValId gv = dot_all(g, gw, v);
   ck_assert_int_eq(ad_vjp(g, gv, IR_ERR, 1, &w1, &hv_rev, NL), 0);
   ck_assert_int_eq(ad_jvp(g, 1, &w1, &v, 1, &gw, &hv_fwd, NL), 0);
+  ValId jl, hv_rof; /* reverse over forward: grad of (jvp of L along v) */
+  ck_assert_int_eq(ad_jvp(g, 1, &w1, &v, 1, &L, &jl, NL), 0);
+  ck_assert_int_eq(ad_vjp(g, jl, IR_ERR, 1, &w1, &hv_rof, NL), 0);
   graph_add_output(g, "gv", gv);
   graph_add_output(g, "hv_rev", hv_rev);
   graph_add_output(g, "hv_fwd", hv_fwd);
+  graph_add_output(g, "hv_rof", hv_rof);
   GrTensor in[3] = {tu_tensor(DT_F64, TU_SHAPE(8, 3)), tu_tensor(DT_F64, TU_SHAPE(8, 2)), tu_tensor(DT_F64, TU_SHAPE(3, 16))};
-  GrTensor par[4], o[3];
+  GrTensor par[4], o[4];
   for (int i = 0; i < 3; i++) tu_fill_uniform(&in[i], -1, 1, 20 + (uint64_t)i);
   interp_init_params(&t.prog, 3, par);
   run_graph(&t, g, in, par, o);
   double nrm = 0;
   for (int i = 0; i < 48; i++) {
     ck_assert_double_eq_tol(tu_get(&o[1], i), tu_get(&o[2], i), 1e-12);
+    ck_assert_double_eq_tol(tu_get(&o[1], i), tu_get(&o[3], i), 1e-12);
     nrm += fabs(tu_get(&o[1], i));
   }
   ck_assert(nrm > 1e-3);
   free_all(in, 3);
   free_all(par, 4);
-  free_all(o, 3);
+  free_all(o, 4);
   /* the whole second-order graph (output gv) against differences */
   g->noutputs = 1;
   ck_assert_int_eq(gc_check_entry(&t.ctx, &t.prog, g, 9, 1e-5, NULL), 0);
@@ -704,6 +733,7 @@ static Suite *autodiff_suite(void) {
   TCase *tc = tcase_create("ops");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_every_op_has_rules);
+  tcase_add_test(tc, test_zerograd_ops_pass_nothing);
   tcase_add_loop_test(tc, test_op_rules_vs_finite_differences, 0, OP_COUNT);
   tcase_add_test(tc, test_cast_rules);
   suite_add_tcase(s, tc);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "autodiff.h"
+#include "frontend.h"
 #include "gradcheck.h"
 #include "testutil.h"
 
@@ -116,6 +117,20 @@ START_TEST(test_flags_stop_grad_param) {
 }
 END_TEST
 
+/* Integer inputs (indices) are held at 0, which is always a valid index. */
+START_TEST(test_integer_inputs) {
+  TuGraph t;
+  tu_graph_init(&t);
+  Graph *g = t.g;
+  ValId x = tu_input(&t, "x", DT_F64, TU_SHAPE(4, 3)), idx = tu_input(&t, "idx", DT_I32, TU_SHAPE(5));
+  graph_add_output(g, "L", sum_all(g, ir_unary(g, OP_SIN, ir_gather(g, x, idx, 0, NL), NL)));
+  char rep[4096];
+  ck_assert_int_eq(check_report(&t, 5, rep, sizeof rep), 0);
+  ck_assert_ptr_null(strstr(rep, "idx"));
+  tu_graph_free(&t);
+}
+END_TEST
+
 START_TEST(test_f32_warns) {
   TuGraph t;
   tu_graph_init(&t);
@@ -150,6 +165,65 @@ START_TEST(test_errors_are_diagnostics) {
 }
 END_TEST
 
+/* From source: fe_compile in f64, then every entry (one takes grad inside, one jvp) and
+ * the derived loss_grad entry (a second-order check of every parameter). */
+static const char *src_text =
+    "const D = 2\n"
+    "const B = 8\n"
+    "fn linear(x: f32[N, I], out: int) -> f32[N, out] {\n"
+    "  param w: f32[I, out] = glorot()\n"
+    "  param b: f32[out] = zeros()\n"
+    "  return x @ w + b\n"
+    "}\n"
+    "model net(x: f32[N, D], t: f32[N, 1], hidden: int = 16) -> f32[N, D] {\n"
+    "  let h = concat(x, concat(sin(3 * t), cos(3 * t), axis = 1), axis = 1)\n"
+    "  for i in 0..2 {\n"
+    "    h = silu(linear(h, hidden))\n"
+    "  }\n"
+    "  return linear(h, D)\n"
+    "}\n"
+    "entry loss(x: f32[B, D], t: f32[B, 1]) -> f32 {\n"
+    "  let y = net(x, t)\n"
+    "  return mean((y - x) ** 2) + 0.1 * mean(sqrt(sqdist(y, y) + 1.0))\n"
+    "}\n"
+    "entry penalty(x: f32[B, D], t: f32[B, 1]) -> f32 {\n"
+    "  let g = grad(mean(net(x, t) ** 2), x)\n"
+    "  return sum(g * g)\n"
+    "}\n"
+    "entry velocity(x: f32[B, D], t: f32[B, 1]) -> f32[B, D] {\n"
+    "  return jvp(net(x, t), t, ones([B, 1]))\n"
+    "}\n";
+
+START_TEST(test_from_source) {
+  char *dir = tu_tmpdir();
+  ck_assert_ptr_nonnull(dir);
+  char path[512];
+  snprintf(path, sizeof path, "%s/m.grad", dir);
+  ck_assert_int_eq(tu_write_file(path, src_text, strlen(src_text)), 0);
+  Ctx c;
+  Program p;
+  ctx_init(&c);
+  c.promote_f64 = 1;
+  program_init(&p, &c);
+  int rc = fe_compile(&c, path, &p);
+  if (rc) diag_print_all(&c, stderr);
+  ck_assert_int_eq(rc, 0);
+  ck_assert_int_eq(p.nentries, 3);
+  Graph *lg = ad_grad_entry(&p, program_find_entry(&p, "loss"));
+  ck_assert_ptr_nonnull(lg);
+  for (int i = 0; i < p.nentries; i++) {
+    FILE *rep = getenv("AD_VERBOSE") ? stderr : NULL;
+    rc = gc_check_entry(&c, &p, p.entries[i], 17, GC_DEFAULT_TOL, rep);
+    if (rc < 0) diag_print_all(&c, stderr);
+    ck_assert_msg(rc == 0, "entry %s: gradcheck %d", p.entries[i]->name, rc);
+  }
+  program_free(&p);
+  ctx_free(&c);
+  tu_rmtree(dir);
+  free(dir);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("gradcheck");
   TCase *tc = tcase_create("gradcheck");
@@ -157,8 +231,10 @@ int main(void) {
   tcase_add_test(tc, test_passes_on_correct_graph);
   tcase_add_test(tc, test_fails_on_staircase);
   tcase_add_test(tc, test_flags_stop_grad_param);
+  tcase_add_test(tc, test_integer_inputs);
   tcase_add_test(tc, test_f32_warns);
   tcase_add_test(tc, test_errors_are_diagnostics);
+  tcase_add_test(tc, test_from_source);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
