@@ -376,7 +376,8 @@ END_TEST
 
 START_TEST(elab_broadcast_and_weak_typing) {
   Fx *f = fx_new("entry e(x: f64[3, 1], y: f64[4]) -> f64[3, 4] { return x * 2 + y }\n"
-                 "entry i(k: i32[5]) -> i32[5] { return k * 3 // 2 }\n");
+                 "entry i(k: i32[5]) -> i32[5] { return k * 3 // 2 }\n"
+                 "entry w(x: f64[3]) -> f64[3] { return where(x > 0, 1, 0) + clamp(x, 0, 1) }\n");
   expect_ok(f);
   const Graph *g = f->p.entries[0];
   ck_assert_int_eq(out_shape(f, 0, 0)->dims[0], 3);
