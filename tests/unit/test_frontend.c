@@ -424,6 +424,18 @@ START_TEST(elab_matmul_shapes) {
 }
 END_TEST
 
+START_TEST(elab_defaults_use_size_vars) {
+  Fx *f = fx_new("fn f(x: f32[N, D], k: int = D * 2, n: int = 3, y: f32[n] = zeros([n])) -> f32[N, k] {\n"
+                 "  return broadcast(sum(x, axis=1, keepdims=true), [N, k]) + sum(y)\n"
+                 "}\n"
+                 "entry e(x: f32[4, 3]) -> (f32[4, 6], f32[4, 2]) { return f(x), f(x, k=2, n=5) }\n");
+  expect_ok(f);
+  ck_assert_int_eq(out_shape(f, 0, 0)->dims[1], 6);
+  ck_assert_int_eq(out_shape(f, 0, 1)->dims[1], 2);
+  fx_free(f);
+}
+END_TEST
+
 START_TEST(elab_slicing_and_shapes) {
   Fx *f = fx_new("entry e(x: f32[8, 6, 4]) -> (a: f32[6, 2], b: f32[2, 3], c: f32[4, 48], d: f32[4, 6, 8], n: f32[5]) {\n"
                  "  let a = x[-1, :, 1:3]\n"
@@ -694,6 +706,7 @@ static Suite *suite(void) {
   tcase_add_test(t, elab_broadcast_and_weak_typing);
   tcase_add_test(t, elab_matmul_shapes);
   tcase_add_test(t, elab_slicing_and_shapes);
+  tcase_add_test(t, elab_defaults_use_size_vars);
   tcase_add_test(t, elab_defines);
   tcase_add_test(t, elab_imports);
   tcase_add_test(t, elab_errors);
