@@ -185,6 +185,13 @@ static Value make_seq(Elab *E, VKind k, Value *items, int n) {
   return v;
 }
 
+/* The leftmost location of an expression (binary nodes sit at their operator). */
+static SrcLoc expr_start(const Ast *a) {
+  while ((a->kind == A_BINOP || a->kind == A_INDEX || a->kind == A_MEMBER) && a->a) a = a->a;
+  if (a->kind == A_CALL && a->a) return expr_start(a->a);
+  return a->loc;
+}
+
 static Value eval_call(Elab *E, Ast *a) {
   Value callee = elab_expr(E, a->a);
   Value *args = arena_alloc(&E->c->arena, (size_t)(a->n ? a->n : 1) * sizeof *args);
@@ -194,7 +201,12 @@ static Value eval_call(Elab *E, Ast *a) {
     bad |= args[i].k == V_ERR;
   }
   if (bad) return v_err();
-  return elab_call_value(E, callee, args, a->names, a->n, a->name, a->loc);
+  SrcLoc *locs = arena_alloc(&E->c->arena, (size_t)(a->n ? a->n : 1) * sizeof *locs);
+  for (int i = 0; i < a->n; i++) locs[i] = expr_start(a->list[i]);
+  E->arglocs = locs;
+  Value r = elab_call_value(E, callee, args, a->names, a->n, a->name, a->loc);
+  E->arglocs = NULL;
+  return r;
 }
 
 static Value eval_index(Elab *E, Ast *a) {
@@ -356,7 +368,7 @@ static int unify(Elab *E, Frame *f, TypeExpr *t, Value *v, const char *what, Src
       }
       if (want != have) {
         diag_error(E->c, loc,
-                   arena_printf(&E->c->arena, "%s is %lld here", dim_desc(E, d), (long long)want),
+                   arena_printf(&E->c->arena, "%s = %lld in this call", dim_desc(E, d), (long long)want),
                    "%s must be %s, got %s (axis %d is %lld, expected %lld)", what, tn,
                    v_describe(E, v), i, (long long)have, (long long)want);
         rc = -1;
@@ -581,8 +593,8 @@ static const char *signature(Elab *E, Decl *d) {
 
 /* Matches positional and keyword arguments to d's parameters: slots[i] (V_NONE: absent). */
 static int bind_args(Elab *E, Decl *d, Value *args, const char **kw, int nargs, Value *slots,
-                     SrcLoc loc) {
-  for (int i = 0; i < d->nparams; i++) slots[i] = v_none();
+                     int *argidx, SrcLoc loc) {
+  for (int i = 0; i < d->nparams; i++) slots[i] = v_none(), argidx[i] = -1;
   int pos = 0;
   for (int i = 0; i < nargs; i++) {
     int k = -1;
@@ -607,6 +619,7 @@ static int bind_args(Elab *E, Decl *d, Value *args, const char **kw, int nargs, 
       return -1;
     }
     slots[k] = args[i];
+    argidx[k] = i;
   }
   return 0;
 }
@@ -657,7 +670,11 @@ static Value run_body(Elab *E, Frame *f, Decl *d, SrcLoc loc) {
                  d->ret->nelems);
       return v_err();
     }
-    if (unify(E, f, d->ret, &r, arena_printf(&E->c->arena, "the result of '%s'", d->name), rloc))
+    const char *what =
+        d->fnkind == FN_ENTRY
+            ? arena_printf(&E->c->arena, "the result of '%s'", d->name)
+            : arena_printf(&E->c->arena, "the result of '%s' (called at line %d)", d->name, loc.line);
+    if (unify(E, f, d->ret, &r, what, rloc))
       return v_err();
   }
   return r;
@@ -665,9 +682,11 @@ static Value run_body(Elab *E, Frame *f, Decl *d, SrcLoc loc) {
 
 /* Binds parameter i of d in frame f: the argument or the default, checked against the
  * declared type. 0 or -1 after a diagnostic. */
-static int bind_param(Elab *E, Frame *f, Decl *d, int i, Value *slots, SrcLoc loc) {
+static int bind_param(Elab *E, Frame *f, Decl *d, int i, Value *slots, const int *argidx,
+                      const SrcLoc *arglocs, SrcLoc loc) {
   AParam *pa = &d->params[i];
   Value v = slots[i];
+  if (argidx[i] >= 0 && arglocs) loc = arglocs[argidx[i]]; /* blame the argument */
   if (v.k == V_NONE) {
     if (!pa->def) {
       diag_error(E->c, loc, signature(E, d), "missing argument '%s' in call to '%s'", pa->name,
@@ -704,7 +723,8 @@ static Value call_fn(Elab *E, Value callee, Value *args, const char **kw, int na
     return v_err();
   }
   Value *slots = arena_alloc(&E->c->arena, (size_t)(d->nparams ? d->nparams : 1) * sizeof *slots);
-  if (bind_args(E, d, args, kw, nargs, slots, loc)) return v_err();
+  int *argidx = arena_alloc(&E->c->arena, (size_t)(d->nparams ? d->nparams : 1) * sizeof *argidx);
+  if (bind_args(E, d, args, kw, nargs, slots, argidx, loc)) return v_err();
   Frame f = {0};
   f.mod = callee.mod;
   f.fn = d;
@@ -720,6 +740,8 @@ static Value call_fn(Elab *E, Value callee, Value *args, const char **kw, int na
    * parameters), then tensor parameters (binding size variables), then defaulted
    * non-tensor parameters (whose defaults may use those size variables). A tensor
    * dimension naming a defaulted parameter binds that parameter first. */
+  const SrcLoc *arglocs = E->arglocs;
+  E->arglocs = NULL; /* defaults and nested calls have their own */
   char *done = arena_alloc(&E->c->arena, (size_t)(d->nparams ? d->nparams : 1));
   for (int pass = 0; pass < 3; pass++)
     for (int i = 0; i < d->nparams; i++) {
@@ -732,11 +754,11 @@ static Value call_fn(Elab *E, Value callee, Value *args, const char **kw, int na
           for (int j = 0; dim->kind == A_NAME && j < d->nparams; j++) {
             if (done[j] || d->params[j].type->kind == TY_TENSOR) continue;
             if (strcmp(d->params[j].name, dim->name)) continue;
-            if (bind_param(E, &f, d, j, slots, loc)) return v_err();
+            if (bind_param(E, &f, d, j, slots, argidx, arglocs, loc)) return v_err();
             done[j] = 1;
           }
         }
-      if (bind_param(E, &f, d, i, slots, loc)) return v_err();
+      if (bind_param(E, &f, d, i, slots, argidx, arglocs, loc)) return v_err();
       done[i] = 1;
     }
   return run_body(E, &f, d, loc);
@@ -749,7 +771,8 @@ static Value call_extern(Elab *E, Decl *d, Value *args, const char **kw, int nar
     return v_err();
   }
   Value slots[3];
-  if (bind_args(E, d, args, kw, nargs, slots, loc)) return v_err();
+  int argidx[3];
+  if (bind_args(E, d, args, kw, nargs, slots, argidx, loc)) return v_err();
   Extern ex = {0};
   ex.name = d->name;
   ex.lib = d->lib[0] ? d->lib : NULL;

@@ -58,6 +58,7 @@ typedef struct {
   Frame *top;     /* innermost frame */
   int depth;      /* call depth */
   int64_t work;   /* statements executed + loop iterations: bounds unrolling */
+  const SrcLoc *arglocs; /* locations of the arguments of the call being bound, or NULL */
 } Elab;
 
 #define FE_MAX_NODES 1000000
