@@ -157,7 +157,12 @@ Value elab_lookup(Elab *E, const char *name, SrcLoc loc) {
 static Value member(Elab *E, Value base, const char *name, SrcLoc loc) {
   if (base.k == V_ERR) return base;
   if (base.k != V_MODULE) {
-    diag_error(E->c, loc, NULL, "a %s has no member '%s'", v_kind_name(&base), name);
+    const char *hint = NULL;
+    if (base.k == V_TENSOR)
+      hint = !strcmp(name, "T")       ? "use transpose(x)"
+             : !strcmp(name, "shape") ? "use shape(x) or dim(x, axis)"
+                                      : "tensors have no members; see the builtins in docs/language.md";
+    diag_error(E->c, loc, hint, "a %s has no member '%s'", v_kind_name(&base), name);
     return v_err();
   }
   Value v;
@@ -761,7 +766,10 @@ static Value call_fn(Elab *E, Value callee, Value *args, const char **kw, int na
       if (bind_param(E, &f, d, i, slots, argidx, arglocs, loc)) return v_err();
       done[i] = 1;
     }
-  return run_body(E, &f, d, loc);
+  int before = E->c->ndiags;
+  Value r = run_body(E, &f, d, loc);
+  if (E->c->ndiags > before) fe_dedupe_diags(E->c, 0);
+  return r;
 }
 
 static Value call_extern(Elab *E, Decl *d, Value *args, const char **kw, int nargs, SrcLoc loc) {

@@ -65,6 +65,9 @@ typedef struct {
 #define FE_MAX_WORK 2000000
 #define FE_MAX_CALL_DEPTH 200
 
+/* Drops diagnostics identical (location and message) to an earlier one (frontend.c). */
+void fe_dedupe_diags(Ctx *c, int from);
+
 /* values */
 Value v_err(void);
 Value v_none(void);
