@@ -333,7 +333,14 @@ static int unify(Elab *E, Frame *f, TypeExpr *t, Value *v, const char *what, Src
       /* a number where a tensor is expected: a constant of the declared type */
       Shape s = {t->rank, {0}};
       for (int i = 0; i < t->rank && !rc; i++) {
-        Value d = elab_expr(E, t->dims[i]);
+        Value d;
+        if (t->dims[i]->kind == A_NAME && !lookup_quiet(E, t->dims[i]->name, &d)) {
+          E->top = saved;
+          diag_error(E->c, loc, "a number can stand for a tensor only when its shape is known",
+                     "%s must be %s, got %s", what, tn, v_describe(E, v));
+          return -1;
+        }
+        d = elab_expr(E, t->dims[i]);
         rc = elab_get_int(E, d, "a dimension", t->dims[i]->loc, &s.dims[i]);
       }
       if (!rc && elab_need_graph(E, loc)) rc = -1;
