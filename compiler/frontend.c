@@ -181,7 +181,7 @@ static void eval_consts(Elab *E, Module *m, int is_main) {
         v = v_err();
       }
     }
-    for (int k = 0; is_main && k < E->c->ndefines; k++)
+    for (int k = 0; is_main && v.k != V_ERR && k < E->c->ndefines; k++)
       if (!strcmp(E->c->defines[k].name, d->name)) {
         Value nv;
         if (!parse_define(E, d, E->c->defines[k].value, v, &nv)) v = nv;
