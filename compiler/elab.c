@@ -78,6 +78,7 @@ static void unbind_to(Elab *E, Frame *f, Binding *saved) {
   while (f->env && f->env != saved) {
     Binding *b = f->env;
     f->env = b->next;
+    f->nlocals--;
     b->next = E->free_bindings;
     E->free_bindings = b;
   }
@@ -91,6 +92,7 @@ static void bind(Elab *E, Frame *f, const char *name, Value v) {
   b->v = v;
   b->next = f->env;
   f->env = b;
+  f->nlocals++;
 }
 
 static Binding *find_local(Frame *f, const char *name) {
@@ -101,16 +103,18 @@ static Binding *find_local(Frame *f, const char *name) {
 
 /* Top-level name of module m: constant, function, extern, imported module. */
 static int module_lookup(Module *m, const char *name, Value *out) {
-  for (Binding *b = m->consts; b; b = b->next)
-    if (!strcmp(b->name, name)) return *out = b->v, 1;
-  for (int i = 0; i < m->ndecls; i++) {
-    Decl *d = m->decls[i];
-    if (d->kind == D_FN && !strcmp(d->name, name))
-      return *out = (Value){.k = V_FN, .fn = d, .mod = m, .t = IR_ERR}, 1;
-    if (d->kind == D_EXTERN && !strcmp(d->name, name))
-      return *out = (Value){.k = V_EXTERN, .fn = d, .mod = m, .t = IR_ERR}, 1;
-    if (d->kind == D_IMPORT && d->mod && !strcmp(d->alias, name))
-      return *out = (Value){.k = V_MODULE, .mod = d->mod, .t = IR_ERR}, 1;
+  ModSym *s = fe_module_sym(m, name);
+  if (!s) return 0;
+  Decl *d = s->decl;
+  switch (d->kind) {
+  case D_CONST:
+    if (!s->val) return 0; /* not evaluated yet: declared later in the file */
+    return *out = s->val->v, 1;
+  case D_FN: return *out = (Value){.k = V_FN, .fn = d, .mod = m, .t = IR_ERR}, 1;
+  case D_EXTERN: return *out = (Value){.k = V_EXTERN, .fn = d, .mod = m, .t = IR_ERR}, 1;
+  case D_IMPORT:
+    if (!d->mod) return 0;
+    return *out = (Value){.k = V_MODULE, .mod = d->mod, .t = IR_ERR}, 1;
   }
   return 0;
 }
@@ -445,6 +449,12 @@ static int count_work(Elab *E, SrcLoc loc) {
 
 static void exec_let(Elab *E, Ast *s) {
   Frame *f = E->top;
+  if (f->nlocals + s->n > FE_MAX_LOCALS) {
+    diag_error(E->c, s->loc, "split the body into functions, or rebind names with `=`",
+               "too many names in one body (more than %d)", FE_MAX_LOCALS);
+    E->work = (int64_t)1 << 61; /* stop this entry, reported */
+    return;
+  }
   Value v = elab_expr(E, s->a);
   if (s->type && v.k != V_ERR)
     unify(E, f, s->type, &v, (What){0, s->names[0], NULL, 0}, s->loc);
@@ -537,6 +547,12 @@ static void exec_param(Elab *E, Ast *s) {
   Init init;
   if (read_init(E, s->a, &init)) rc = -1;
   if (rc || elab_need_graph(E, s->loc)) {
+    bind(E, f, s->name, v_err());
+    return;
+  }
+  if (E->p->nparams >= FE_MAX_PARAMS) {
+    diag_error(E->c, s->loc, NULL, "too many parameters (more than %d)", FE_MAX_PARAMS);
+    E->work = (int64_t)1 << 61; /* stop this entry, reported */
     bind(E, f, s->name, v_err());
     return;
   }

@@ -43,6 +43,7 @@ typedef struct Frame {
   const char *scope; /* this call's scope name (callee name or `as` label) */
   int scope_k;       /* suffix _k for the k-th repeated call of that name (0: none) */
   Binding *env;     /* locals, innermost first */
+  int nlocals;      /* length of env */
   struct { const char *name; int count; } *calls; /* calls per callee name, for _1, _2 */
   int ncalls, capcalls;
   int returned;
@@ -67,6 +68,8 @@ typedef struct {
 #define FE_MAX_NODES 1000000
 #define FE_MAX_WORK 2000000
 #define FE_MAX_CALL_DEPTH 200
+#define FE_MAX_LOCALS 1000   /* live names in one body (lookups are linear) */
+#define FE_MAX_PARAMS 20000  /* trainable parameters of a program */
 
 /* Drops diagnostics identical (location and message) to an earlier one (frontend.c). */
 void fe_dedupe_diags(Ctx *c, int from);
