@@ -141,8 +141,12 @@ static int lookup_quiet(Elab *E, const char *name, Value *out) {
 static const char *closest_name(Elab *E, const char *name, Module *m, int locals) {
   int cap = 64, n = 0;
   const char **c = malloc((size_t)cap * sizeof *c);
+  /* edit distance is at least the length difference: skip hopeless candidates early */
+  int len = (int)strlen(name), slack = len / 3 + 1;
 #define ADD(s)                                                                             \
   do {                                                                                     \
+    int d_ = (int)strlen(s) - len;                                                         \
+    if (d_ > slack || -d_ > slack) break;                                                  \
     if (n == cap) c = xrealloc(c, (size_t)(cap *= 2) * sizeof *c);                         \
     c[n++] = (s);                                                                          \
   } while (0)
