@@ -452,8 +452,13 @@ START_TEST(test_laplace_mmd_coincident_points) {
   ValId L = sum_all(g, k), gx;
   ck_assert_int_eq(ad_vjp(g, L, IR_ERR, 1, &x, &gx, NL), 0);
   graph_add_output(g, "gx", gx);
+  /* without the clamp, sqrt'(0) := 0 alone gives the same gradient */
+  ValId ku = ir_unary(g, OP_EXP, ir_binary(g, OP_DIV, ir_unary(g, OP_NEG, d, NL), ir_const(g, h, DT_F64, &s2, NL), NL), NL);
+  ValId gxu;
+  ck_assert_int_eq(ad_vjp(g, sum_all(g, ku), IR_ERR, 1, &x, &gxu, NL), 0);
+  graph_add_output(g, "gxu", gxu);
   double xv[8] = {0.3, -0.2, 0.3, -0.2, 1.0, 0.5, -0.7, 0.1};
-  GrTensor in[1] = {tu_tensor_vals(DT_F64, TU_SHAPE(4, 2), xv)}, out[1];
+  GrTensor in[1] = {tu_tensor_vals(DT_F64, TU_SHAPE(4, 2), xv)}, out[2];
   run_graph(&t, g, in, NULL, out);
   for (int i = 0; i < N; i++)
     for (int e = 0; e < D; e++) {
@@ -466,26 +471,49 @@ START_TEST(test_laplace_mmd_coincident_points) {
       double got = tu_get(&out[0], i * D + e);
       ck_assert_msg(isfinite(got), "gradient not finite at %d,%d", i, e);
       ck_assert_double_eq_tol(got, want, 1e-12);
+      ck_assert_double_eq_tol(tu_get(&out[1], i * D + e), want, 1e-12);
     }
   free_all(in, 1);
-  free_all(out, 1);
+  free_all(out, 2);
   tu_graph_free(&t);
 }
 END_TEST
 
-/* IMM-style grouped loss: prediction tanh(x Wa), target stop_grad(tanh(x Wt)); Wt is used
- * only under stop_grad, so its gradient is exactly a zeros constant. */
+/* Laplace kernel within groups: a, b [G, M, D] -> exp(-max(||a_i - b_j||, 1e-8) / h) [G, M, M]. */
+static ValId laplace_grouped(Graph *g, ValId a, ValId b, double h) {
+  const Shape *sa = &ir_node(g, a)->shape;
+  int64_t G = sa->dims[0], M = sa->dims[1], D = sa->dims[2];
+  Shape s4 = TU_SHAPE(G, M, M, D), ra = TU_SHAPE(G, M, 1, D), rb = TU_SHAPE(G, 1, M, D), s3 = TU_SHAPE(G, M, M);
+  ValId ai = ir_broadcast(g, ir_reshape(g, a, &ra, NL), &s4, NL);
+  ValId bj = ir_broadcast(g, ir_reshape(g, b, &rb, NL), &s4, NL);
+  ValId df = ir_binary(g, OP_SUB, ai, bj, NL);
+  ValId d = ir_reshape(g, ir_unary(g, OP_SQRT, ir_reduce(g, OP_SUM, ir_binary(g, OP_MUL, df, df, NL), 8, NL), NL), &s3, NL);
+  d = ir_binary(g, OP_MAX, d, ir_const(g, 1e-8, DT_F64, &s3, NL), NL);
+  return ir_unary(g, OP_EXP, ir_binary(g, OP_MUL, d, ir_const(g, -1.0 / h, DT_F64, &s3, NL), NL), NL);
+}
+
+/* IMM-style grouped MMD: prediction tanh(x Wa), target stop_grad(tanh(x Wt)), both
+ * [8, 2] split into 2 groups of 4; loss = mean k(p,p) - 2 mean k(p,t) + mean k(t,t) with
+ * the Laplace kernel (coincident points on the k(p,p) diagonal). Wt is used only under
+ * stop_grad: its gradient is exactly a zeros constant and no node is spent on it; Wa's
+ * gradient matches differences in Wa. */
 START_TEST(test_stop_grad_target) {
   TuGraph t;
   tu_graph_init(&t);
   Graph *g = t.g;
-  ValId x = tu_input(&t, "x", DT_F64, TU_SHAPE(4, 2));
+  ValId x = tu_input(&t, "x", DT_F64, TU_SHAPE(8, 2));
   ValId wa = tu_param(&t, "wa", DT_F64, TU_SHAPE(2, 2), INIT_GLOROT, 0, 0);
   ValId wt = tu_param(&t, "wt", DT_F64, TU_SHAPE(2, 2), INIT_GLOROT, 0, 0);
-  ValId pred = ir_unary(g, OP_TANH, ir_matmul(g, x, wa, 0, 0, NL), NL);
-  ValId tgt = ir_unary(g, OP_STOPGRAD, ir_unary(g, OP_TANH, ir_matmul(g, x, wt, 0, 0, NL), NL), NL);
-  ValId df = ir_binary(g, OP_SUB, pred, tgt, NL);
-  ValId L = dot_all(g, df, df);
+  Shape grp = TU_SHAPE(2, 4, 2);
+  ValId pred = ir_reshape(g, ir_unary(g, OP_TANH, ir_matmul(g, x, wa, 0, 0, NL), NL), &grp, NL);
+  ValId tgt0 = ir_unary(g, OP_TANH, ir_matmul(g, x, wt, 0, 0, NL), NL);
+  ValId tgt = ir_reshape(g, ir_unary(g, OP_STOPGRAD, tgt0, NL), &grp, NL);
+  ValId kpp = sum_all(g, laplace_grouped(g, pred, pred, 0.5)), kpt = sum_all(g, laplace_grouped(g, pred, tgt, 0.5));
+  ValId ktt = sum_all(g, laplace_grouped(g, tgt, tgt, 0.5));
+  ValId m2 = ir_scalar(g, -2.0, DT_F64, NL), inv = ir_scalar(g, 1.0 / 32, DT_F64, NL);
+  ValId L = ir_binary(g, OP_ADD, ir_binary(g, OP_ADD, kpp, ir_binary(g, OP_MUL, m2, kpt, NL), NL), ktt, NL);
+  L = ir_binary(g, OP_MUL, L, inv, NL);
+  graph_add_output(g, "L", L);
   int n0 = g->nnodes;
   ValId gr[2];
   ck_assert_int_eq(ad_vjp_params(g, &t.prog, L, gr, NL), 0);
@@ -501,6 +529,30 @@ START_TEST(test_stop_grad_target) {
   ValId tw = tu_input(&t, "tw", DT_F64, TU_SHAPE(2, 2)), jo;
   ck_assert_int_eq(ad_jvp(g, 1, &wt, &tw, 1, &tgt, &jo, NL), 0);
   ck_assert_int_eq(ir_node(g, jo)->op, OP_CONST);
+  /* Wa's gradient against central differences in Wa (the target does not move) */
+  graph_add_output(g, "gwa", gr[0]);
+  GrTensor in[2] = {tu_tensor(DT_F64, TU_SHAPE(8, 2)), tu_tensor(DT_F64, TU_SHAPE(2, 2))}, par[2], o[2], lo[2];
+  tu_fill_uniform(&in[0], -1, 1, 31);
+  interp_init_params(&t.prog, 4, par);
+  run_graph(&t, g, in, par, o);
+  for (int e = 0; e < 4; e++) {
+    double w0 = tu_get(&par[0], e), h = 1e-5, lp, lm;
+    tu_set(&par[0], e, w0 + h);
+    run_graph(&t, g, in, par, lo);
+    lp = tu_get(&lo[0], 0);
+    free_all(lo, 2);
+    tu_set(&par[0], e, w0 - h);
+    run_graph(&t, g, in, par, lo);
+    lm = tu_get(&lo[0], 0);
+    free_all(lo, 2);
+    tu_set(&par[0], e, w0);
+    double got = tu_get(&o[1], e);
+    ck_assert_msg(isfinite(got), "gradient of wa not finite");
+    ck_assert_double_eq_tol(got, (lp - lm) / (2 * h), 1e-8);
+  }
+  free_all(in, 2);
+  free_all(par, 2);
+  free_all(o, 2);
   tu_graph_free(&t);
 }
 END_TEST
