@@ -176,16 +176,18 @@ static ValId jvp_div(AdCtx *a, const Node *n, ValId v, const ValId *t) {
   }
   return smul(a, num, recip(a, n->in[1]));
 }
-/* y = a^b: dy/da = b a^(b-1); dy/db = log(a) y, defined as 0 where a == 0. */
+/* y = a^b: dy/da = b a^(b-1); dy/db = log(a) y, defined as 0 where a <= 0 (at 0 the
+ * limit is 0 for b > 0; below 0 a real derivative in b does not exist). log never sees
+ * a <= 0: the base is replaced by 1 under the where, so no inf/NaN exists even unselected. */
 static ValId pow_da(AdCtx *a, const Node *n) {
   ValId b = n->in[1];
   return smul(a, b, bin(a, OP_POW, n->in[0], sub(a, b, kst(a, 1, b))));
 }
 static ValId pow_db(AdCtx *a, const Node *n, ValId v) {
   ValId x = n->in[0];
-  ValId zero = bin(a, OP_EQ, x, kst(a, 0, x));
-  ValId logx = un(a, OP_LOG, where(a, zero, kst(a, 1, x), x));
-  return smul(a, where(a, zero, kst(a, 0, x), logx), v);
+  ValId nonpos = bin(a, OP_LE, x, kst(a, 0, x));
+  ValId logx = un(a, OP_LOG, where(a, nonpos, kst(a, 1, x), x));
+  return smul(a, where(a, nonpos, kst(a, 0, x), logx), v);
 }
 static void vjp_pow(AdCtx *a, const Node *n, ValId v, ValId g, unsigned need) {
   if (need & 1) give(a, n->in[0], smul(a, g, pow_da(a, n)));
@@ -206,8 +208,7 @@ static ValId minmax_share(AdCtx *a, const Node *n) {
 }
 static void vjp_minmax(AdCtx *a, const Node *n, ValId v, ValId g, unsigned need) {
   ValId s = minmax_share(a, n);
-  ValId g0 = mul(a, g, s);
-  if (need & 1) give(a, n->in[0], g0);
+  if (need & 1) give(a, n->in[0], mul(a, g, s));
   if (need & 2) give(a, n->in[1], mul(a, g, sub(a, kst(a, 1, s), s)));
 }
 static ValId jvp_minmax(AdCtx *a, const Node *n, ValId v, const ValId *t) {

@@ -670,37 +670,40 @@ START_TEST(test_where_unselected_branch_is_harmless) {
 END_TEST
 
 /* Defined values at singular points: sqrt'(0) = abs'(0) = relu'(0) = 0, maximum ties
- * split 1/2 and 1/2, max-reduction ties share equally, pow(0, b): d/db = 0. */
+ * split 1/2 and 1/2, max-reduction ties share equally, pow(a <= 0, b): d/db = 0. */
 START_TEST(test_singular_points) {
   TuGraph t;
   tu_graph_init(&t);
   Graph *g = t.g;
   Shape s = TU_SHAPE(3);
   ValId x = tu_input(&t, "x", DT_F64, s), b = tu_input(&t, "b", DT_F64, s);
-  ValId ys[6] = {ir_unary(g, OP_SQRT, x, NL), ir_unary(g, OP_ABS, x, NL), ir_unary(g, OP_RELU, x, NL),
-                 ir_binary(g, OP_MAX, x, b, NL), ir_reduce(g, OP_RMAX, b, 1, NL), ir_binary(g, OP_POW, x, b, NL)};
-  for (int k = 0; k < 6; k++) {
+  ValId neg1 = ir_const(g, -1, DT_F64, &s, NL);
+  ValId ys[7] = {ir_unary(g, OP_SQRT, x, NL), ir_unary(g, OP_ABS, x, NL), ir_unary(g, OP_RELU, x, NL),
+                 ir_binary(g, OP_MAX, x, b, NL), ir_reduce(g, OP_RMAX, b, 1, NL), ir_binary(g, OP_POW, x, b, NL),
+                 ir_binary(g, OP_POW, neg1, b, NL)};
+  for (int k = 0; k < 7; k++) {
     ValId wrt[2] = {x, b}, gr[2];
     ck_assert_int_eq(ad_vjp(g, sum_all(g, ys[k]), IR_ERR, 2, wrt, gr, NL), 0);
     graph_add_output(g, "gx", gr[0]);
     graph_add_output(g, "gb", gr[1]);
   }
   double xv[3] = {0, 0, 0}, bv[3] = {0, 2, 2};
-  GrTensor in[2] = {tu_tensor_vals(DT_F64, s, xv), tu_tensor_vals(DT_F64, s, bv)}, o[12];
+  GrTensor in[2] = {tu_tensor_vals(DT_F64, s, xv), tu_tensor_vals(DT_F64, s, bv)}, o[14];
   run_graph(&t, g, in, NULL, o);
-  const double want[12][3] = {
+  const double want[14][3] = {
       {0, 0, 0}, {0, 0, 0}, {0, 0, 0}, {0, 0, 0}, {0, 0, 0}, {0, 0, 0},        /* sqrt abs relu */
       {0.5, 0, 0}, {0.5, 1, 1},                                                 /* maximum(0, b) */
       {0, 0, 0}, {0, 0.5, 0.5},                                                 /* max(b) ties */
       {0, 0, 0}, {0, 0, 0},                                                     /* pow(0, b) */
+      {0, 0, 0}, {0, 0, 0},                                                     /* pow(-1, b): d/db */
   };
-  for (int k = 0; k < 12; k++)
+  for (int k = 0; k < 14; k++)
     for (int i = 0; i < 3; i++) {
       double got = tu_get(&o[k], i);
       ck_assert_msg(got == want[k][i], "output %d[%d] = %g, want %g", k, i, got, want[k][i]);
     }
   free_all(in, 2);
-  free_all(o, 12);
+  free_all(o, 14);
   tu_graph_free(&t);
 }
 END_TEST
