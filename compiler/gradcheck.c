@@ -191,6 +191,11 @@ static int build_graphs(GcRun *r) {
   }
   free(wrt);
   free(gr);
+  char vb[256]; /* what autodiff emitted must be well formed (an internal invariant) */
+  if (rc == 0 && ir_verify(r->dg, r->p, vb, sizeof vb)) {
+    fprintf(stderr, "gradc: internal: gradcheck graph: %s\n", vb);
+    IR_ASSERT(!"autodiff produced an ill-formed graph");
+  }
   return rc;
 }
 

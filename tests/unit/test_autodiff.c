@@ -288,10 +288,11 @@ END_TEST
 /* x [8, 3] -> tanh(x W1 + b1) [8, 16] -> W2 + b2 [8, 2]; loss = mean((out - y)^2). */
 static ValId mlp_loss(TuGraph *t, ValId x, ValId y) {
   Graph *g = t->g;
-  ValId w1 = tu_param(t, "w1", DT_F64, TU_SHAPE(3, 16), INIT_GLOROT, 0, 0);
-  ValId b1 = tu_param(t, "b1", DT_F64, TU_SHAPE(16), INIT_ZEROS, 0, 0);
-  ValId w2 = tu_param(t, "w2", DT_F64, TU_SHAPE(16, 2), INIT_GLOROT, 0, 0);
-  ValId b2 = tu_param(t, "b2", DT_F64, TU_SHAPE(2), INIT_ZEROS, 0, 0);
+  DType dt = ir_node(g, x)->dtype;
+  ValId w1 = tu_param(t, "w1", dt, TU_SHAPE(3, 16), INIT_GLOROT, 0, 0);
+  ValId b1 = tu_param(t, "b1", dt, TU_SHAPE(16), INIT_NORMAL, 0.1, 0);
+  ValId w2 = tu_param(t, "w2", dt, TU_SHAPE(16, 2), INIT_GLOROT, 0, 0);
+  ValId b2 = tu_param(t, "b2", dt, TU_SHAPE(2), INIT_ZEROS, 0, 0);
   ValId h = ir_matmul(g, x, w1, 0, 0, NL);
   ck_assert_int_eq(ir_broadcast_pair(g, &h, &b1, "+", NL), 0);
   h = ir_unary(g, OP_TANH, ir_binary(g, OP_ADD, h, b1, NL), NL);
@@ -300,8 +301,44 @@ static ValId mlp_loss(TuGraph *t, ValId x, ValId y) {
   o = ir_binary(g, OP_ADD, o, b2, NL);
   ValId d = ir_binary(g, OP_SUB, o, y, NL);
   ValId s = sum_all(g, ir_binary(g, OP_MUL, d, d, NL));
-  return ir_must(g, ir_binary(g, OP_MUL, s, ir_scalar(g, 1.0 / 16, DT_F64, NL), NL));
+  return ir_must(g, ir_binary(g, OP_MUL, s, ir_scalar(g, 1.0 / 16, dt, NL), NL));
 }
+
+/* Training runs in f32: the derived entry in f32 agrees with the f64 one (rules build
+ * their constants in the node's dtype; nothing is promoted or truncated by accident). */
+START_TEST(test_f32_grad_entry_matches_f64) {
+  double grads[2][4][48];
+  for (int k = 0; k < 2; k++) {
+    DType dt = k ? DT_F32 : DT_F64;
+    TuGraph t;
+    tu_graph_init(&t);
+    ValId x = tu_input(&t, "x", dt, TU_SHAPE(8, 3)), y = tu_input(&t, "y", dt, TU_SHAPE(8, 2));
+    graph_add_output(t.g, "loss", mlp_loss(&t, x, y));
+    Graph *ge = ad_grad_entry(&t.prog, t.g);
+    ck_assert_ptr_nonnull(ge);
+    for (int v = 0; v < ge->nnodes; v++)
+      ck_assert_msg(ir_node(ge, v)->dtype == dt, "node %d is %s", v, dtype_name(ir_node(ge, v)->dtype));
+    GrTensor in[2] = {tu_tensor(dt, TU_SHAPE(8, 3)), tu_tensor(dt, TU_SHAPE(8, 2))}, par[4], out[5];
+    tu_fill_uniform(&in[0], -1, 1, 1);
+    tu_fill_uniform(&in[1], -1, 1, 2);
+    interp_init_params(&t.prog, 5, par);
+    run_graph(&t, ge, in, par, out);
+    for (int p = 0; p < 4; p++)
+      for (int64_t i = 0; i < tu_numel(&out[1 + p]); i++) grads[k][p][i] = tu_get(&out[1 + p], i);
+    if (k) {
+      for (int p = 0; p < 4; p++) {
+        char msg[256];
+        ck_assert_msg(tu_close_arr(grads[1][p], grads[0][p], tu_numel(&out[1 + p]), 1e-4, 1e-6, msg, sizeof msg),
+                      "param %d: %s", p, msg);
+      }
+    }
+    free_all(in, 2);
+    free_all(par, 4);
+    free_all(out, 5);
+    tu_graph_free(&t);
+  }
+}
+END_TEST
 
 START_TEST(test_mlp_gradcheck_and_grad_entry) {
   TuGraph t;
@@ -796,6 +833,7 @@ static Suite *autodiff_suite(void) {
   tcase_set_timeout(tg, 60);
   tcase_add_test(tg, test_mlp_gradcheck_and_grad_entry);
   tcase_add_test(tg, test_grad_entry_needs_scalar);
+  tcase_add_test(tg, test_f32_grad_entry_matches_f64);
   tcase_add_test(tg, test_grad_entry_keeps_random_streams);
   tcase_add_test(tg, test_softmax_cross_entropy);
   tcase_add_test(tg, test_layer_norm);
