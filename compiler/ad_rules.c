@@ -80,9 +80,7 @@ static ValId d_atan(AdCtx *a, ValId x, ValId y) {
   return recip(a, add(a, kst(a, 1, x), mul(a, x, x)));
 }
 static ValId d_tanh(AdCtx *a, ValId x, ValId y) { return sub(a, kst(a, 1, y), mul(a, y, y)); }
-static ValId d_sigmoid(AdCtx *a, ValId x, ValId y) {
-  return mul(a, y, sub(a, kst(a, 1, y), y));
-}
+static ValId d_sigmoid(AdCtx *a, ValId x, ValId y) { return mul(a, y, sub(a, kst(a, 1, y), y)); }
 /* silu = x s(x): s (1 + x (1 - s)) */
 static ValId d_silu(AdCtx *a, ValId x, ValId y) {
   ValId s = un(a, OP_SIGMOID, x);
@@ -96,11 +94,11 @@ static const struct {
   DerivFn d;
   int safe;
 } unary_deriv[OP_COUNT] = {
-    [OP_EXP] = {d_exp, 0},     [OP_LOG] = {d_log, 1},         [OP_LOG1P] = {d_log1p, 1},
-    [OP_SQRT] = {d_sqrt, 1},   [OP_RSQRT] = {d_rsqrt, 1},     [OP_ABS] = {d_abs, 0},
-    [OP_SIN] = {d_sin, 0},     [OP_COS] = {d_cos, 0},         [OP_TAN] = {d_tan, 1},
-    [OP_ATAN] = {d_atan, 0},   [OP_TANH] = {d_tanh, 0},       [OP_SIGMOID] = {d_sigmoid, 0},
-    [OP_SILU] = {d_silu, 0},   [OP_RELU] = {d_relu, 0},       [OP_SOFTPLUS] = {d_softplus, 0},
+    [OP_EXP] = {d_exp, 0},   [OP_LOG] = {d_log, 1},     [OP_LOG1P] = {d_log1p, 1},
+    [OP_SQRT] = {d_sqrt, 1}, [OP_RSQRT] = {d_rsqrt, 1}, [OP_ABS] = {d_abs, 0},
+    [OP_SIN] = {d_sin, 0},   [OP_COS] = {d_cos, 0},     [OP_TAN] = {d_tan, 1},
+    [OP_ATAN] = {d_atan, 0}, [OP_TANH] = {d_tanh, 0},   [OP_SIGMOID] = {d_sigmoid, 0},
+    [OP_SILU] = {d_silu, 0}, [OP_RELU] = {d_relu, 0},   [OP_SOFTPLUS] = {d_softplus, 0},
 };
 
 static ValId scale_by_deriv(AdCtx *a, const Node *n, ValId v, ValId g) {
@@ -247,7 +245,7 @@ static ValId jvp_sum(AdCtx *a, const Node *n, ValId v, const ValId *t) {
 /* max/min over axes: the elements equal to the result share its gradient equally. */
 static ValId argext_weight(AdCtx *a, const Node *n, ValId v) {
   ValId x = n->in[0];
-  ValId hit = bin(a, OP_EQ, x, bcast(a, v, x));  /* [in shape] 0/1 */
+  ValId hit = bin(a, OP_EQ, x, bcast(a, v, x));     /* [in shape] 0/1 */
   ValId cnt = reduce(a, OP_SUM, hit, n->attr.axes); /* [out shape] >= 1 */
   return bin(a, OP_DIV, hit, bcast(a, cnt, x));
 }
@@ -288,7 +286,8 @@ static void vjp_slice(AdCtx *a, const Node *n, ValId v, ValId g, unsigned need) 
        ir_must(a->g, ir_pad(a->g, g, ax, n->attr.sl.start, dim - n->attr.sl.stop, a->loc)));
 }
 static ValId jvp_slice(AdCtx *a, const Node *n, ValId v, const ValId *t) {
-  return ir_must(a->g, ir_slice(a->g, t[0], n->attr.sl.axis, n->attr.sl.start, n->attr.sl.stop, a->loc));
+  return ir_must(a->g,
+                 ir_slice(a->g, t[0], n->attr.sl.axis, n->attr.sl.start, n->attr.sl.stop, a->loc));
 }
 static void vjp_pad(AdCtx *a, const Node *n, ValId v, ValId g, unsigned need) {
   int ax = n->attr.sl.axis;
@@ -296,7 +295,8 @@ static void vjp_pad(AdCtx *a, const Node *n, ValId v, ValId g, unsigned need) {
   give(a, n->in[0], ir_must(a->g, ir_slice(a->g, g, ax, lo, lo + dim, a->loc)));
 }
 static ValId jvp_pad(AdCtx *a, const Node *n, ValId v, const ValId *t) {
-  return ir_must(a->g, ir_pad(a->g, t[0], n->attr.sl.axis, n->attr.sl.start, n->attr.sl.stop, a->loc));
+  return ir_must(a->g,
+                 ir_pad(a->g, t[0], n->attr.sl.axis, n->attr.sl.start, n->attr.sl.stop, a->loc));
 }
 static void vjp_concat(AdCtx *a, const Node *n, ValId v, ValId g, unsigned need) {
   int ax = n->attr.sl.axis;
@@ -320,7 +320,8 @@ static void vjp_scatter(AdCtx *a, const Node *n, ValId v, ValId g, unsigned need
   give(a, n->in[0], ir_must(a->g, ir_gather(a->g, g, n->in[1], n->attr.sl.axis, a->loc)));
 }
 static ValId jvp_scatter(AdCtx *a, const Node *n, ValId v, const ValId *t) {
-  return ir_must(a->g, ir_scatter_add(a->g, t[0], n->in[1], n->attr.sl.axis, n->attr.sl.start, a->loc));
+  return ir_must(a->g,
+                 ir_scatter_add(a->g, t[0], n->in[1], n->attr.sl.axis, n->attr.sl.start, a->loc));
 }
 
 /* ---- matrix product ---------------------------------------------------------------------

@@ -181,8 +181,8 @@ static int check_tangent(Graph *g, ValId w, ValId t, SrcLoc loc) {
   if (shape_eq(&nw->shape, &nt->shape) && nw->dtype == nt->dtype) return 0;
   char s1[96], s2[96];
   diag_error(g->ctx, loc, "a tangent has the shape and dtype of the value it perturbs",
-             "tangent %s%s does not match %s%s", dtype_name(nt->dtype), shape_str(&nt->shape, s1, 96),
-             dtype_name(nw->dtype), shape_str(&nw->shape, s2, 96));
+             "tangent %s%s does not match %s%s", dtype_name(nt->dtype),
+             shape_str(&nt->shape, s1, 96), dtype_name(nw->dtype), shape_str(&nw->shape, s2, 96));
   return -1;
 }
 
@@ -221,8 +221,8 @@ static int forward_node(AdCtx *a, ValId *tan, ValId v) {
   return 0;
 }
 
-int ad_jvp_in(const Program *p, Graph *g, int nwrt, const ValId *wrt, const ValId *tangents,
-              int ny, const ValId *ys, ValId *out, SrcLoc loc) {
+int ad_jvp_in(const Program *p, Graph *g, int nwrt, const ValId *wrt, const ValId *tangents, int ny,
+              const ValId *ys, ValId *out, SrcLoc loc) {
   for (int i = 0; i < nwrt; i++)
     if (wrt[i] == IR_ERR || check_float(g, wrt[i], "with respect to", loc) ||
         check_tangent(g, wrt[i], tangents[i], loc))
@@ -294,7 +294,8 @@ Graph *ad_grad_entry(Program *p, const Graph *loss) {
     p->nentries--;
     return NULL;
   }
-  for (int i = 0; i < loss->noutputs; i++) graph_add_output(g, loss->outputs[i].name, loss->outputs[i].val);
+  for (int i = 0; i < loss->noutputs; i++)
+    graph_add_output(g, loss->outputs[i].name, loss->outputs[i].val);
   for (int i = 0; i < p->nparams; i++)
     graph_add_output(g, arena_printf(&c->arena, "grad:%s", p->params[i].name), grads[i]);
   free(grads);

@@ -30,9 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GC_STEP 1e-5    /* relative finite-difference step */
-#define GC_FLOOR 1e-3   /* see the essay above */
-#define GC_SAMPLES 8    /* elements per value checked one by one */
+#define GC_STEP 1e-5  /* relative finite-difference step */
+#define GC_FLOOR 1e-3 /* see the essay above */
+#define GC_SAMPLES 8  /* elements per value checked one by one */
 #define GC_STREAM 0x6C000000u
 
 typedef struct {
@@ -101,7 +101,9 @@ static void fill_normal(GcRun *r, GrTensor *t, uint64_t stream, double scale, in
 static void fill_uniform(GcRun *r, GrTensor *t, uint64_t stream, const double *lohi) {
   if (t->dtype != GR_F32 && t->dtype != GR_F64) return;
   for (int64_t i = 0, n = tensor_numel(t); i < n; i++)
-    tset(t, i, lohi[0] + (lohi[1] - lohi[0]) * gr_uniform_f64(r->seed, 2, GC_STREAM + stream, (uint64_t)i));
+    tset(t, i,
+         lohi[0] +
+             (lohi[1] - lohi[0]) * gr_uniform_f64(r->seed, 2, GC_STREAM + stream, (uint64_t)i));
 }
 
 /* ---- the two graphs --------------------------------------------------------------------- */
@@ -115,10 +117,12 @@ static void collect_items(GcRun *r) {
   IR_ASSERT(r->items);
   for (int i = 0; i < s->ninputs; i++)
     if (dtype_is_float(s->inputs[i].dtype))
-      r->items[r->nitems++] = (GcItem){s->inputs[i].name, 0, i, s->inputs[i].dtype, s->inputs[i].shape, IR_ERR, 0, 0};
+      r->items[r->nitems++] =
+          (GcItem){s->inputs[i].name, 0, i, s->inputs[i].dtype, s->inputs[i].shape, IR_ERR, 0, 0};
   for (int i = 0; i < r->p->nparams; i++)
     if (used[i] && dtype_is_float(r->p->params[i].dtype))
-      r->items[r->nitems++] = (GcItem){r->p->params[i].name, 1, i, r->p->params[i].dtype, r->p->params[i].shape, IR_ERR, 0, 0};
+      r->items[r->nitems++] = (GcItem){r->p->params[i].name,  1,      i, r->p->params[i].dtype,
+                                       r->p->params[i].shape, IR_ERR, 0, 0};
   free(used);
   r->cot_out = calloc((size_t)s->noutputs + 1, sizeof(int));
   IR_ASSERT(r->cot_out);
@@ -131,21 +135,30 @@ static void collect_items(GcRun *r) {
 static ValId build_objective(GcRun *r, Graph *w, ValId *pnode) {
   const Graph *s = r->src;
   SrcLoc nl = SRCLOC_NONE;
-  for (int i = 0; i < s->ninputs; i++) graph_add_input(w, s->inputs[i].name, s->inputs[i].dtype, &s->inputs[i].shape);
+  for (int i = 0; i < s->ninputs; i++)
+    graph_add_input(w, s->inputs[i].name, s->inputs[i].dtype, &s->inputs[i].shape);
   for (int j = 0; j < r->ncot; j++) {
     const Node *o = ir_node(s, s->outputs[r->cot_out[j]].val);
     graph_add_input(w, arena_printf(&r->c->arena, "gc:cot%d", j), o->dtype, &o->shape);
   }
-  ValId *map = malloc(sizeof(ValId) * ((size_t)s->nnodes + 1)), *inode = malloc(sizeof(ValId) * ((size_t)s->ninputs + 1));
+  ValId *map = malloc(sizeof(ValId) * ((size_t)s->nnodes + 1)),
+        *inode = malloc(sizeof(ValId) * ((size_t)s->ninputs + 1));
   IR_ASSERT(map && inode);
   for (int i = 0; i < s->ninputs; i++) inode[i] = ir_must(w, ir_input(w, i, nl));
   for (int i = 0; i < r->p->nparams; i++) pnode[i] = IR_ERR;
   for (int k = 0; k < r->nitems; k++)
-    if (r->items[k].is_param) pnode[r->items[k].index] = ir_must(w, ir_param(w, r->p, r->items[k].index, nl));
+    if (r->items[k].is_param)
+      pnode[r->items[k].index] = ir_must(w, ir_param(w, r->p, r->items[k].index, nl));
   for (int v = 0; v < s->nnodes; v++) {
     Node n = s->nodes[v];
-    if (n.op == OP_INPUT) { map[v] = inode[n.attr.index]; continue; }
-    if (n.op == OP_PARAM && pnode[n.attr.index] != IR_ERR) { map[v] = pnode[n.attr.index]; continue; }
+    if (n.op == OP_INPUT) {
+      map[v] = inode[n.attr.index];
+      continue;
+    }
+    if (n.op == OP_PARAM && pnode[n.attr.index] != IR_ERR) {
+      map[v] = pnode[n.attr.index];
+      continue;
+    }
     for (int i = 0; i < ir_nin(&n); i++) n.in[i] = map[n.in[i]];
     map[v] = ir_must(w, ir_emit(w, &n));
   }
@@ -157,12 +170,15 @@ static ValId build_objective(GcRun *r, Graph *w, ValId *pnode) {
     ValId cot = ir_must(w, ir_input(w, s->ninputs + j, nl));
     ValId prod = ir_must(w, ir_binary(w, OP_MUL, o, cot, nl));
     uint32_t all = (1u << ir_node(w, prod)->shape.rank) - 1;
-    ValId t = ir_must(w, ir_reshape(w, ir_must(w, ir_reduce(w, OP_SUM, prod, all, nl)), &scalar, nl));
+    ValId t =
+        ir_must(w, ir_reshape(w, ir_must(w, ir_reduce(w, OP_SUM, prod, all, nl)), &scalar, nl));
     L = L == IR_ERR ? t : ir_must(w, ir_binary(w, OP_ADD, L, t, nl));
   }
   for (int k = 0; k < r->nitems; k++)
-    if (!r->items[k].is_param) r->items[k].node = inode[r->items[k].index];
-    else r->items[k].node = pnode[r->items[k].index];
+    if (!r->items[k].is_param)
+      r->items[k].node = inode[r->items[k].index];
+    else
+      r->items[k].node = pnode[r->items[k].index];
   free(map);
   free(inode);
   return L;
@@ -177,8 +193,10 @@ static int build_graphs(GcRun *r) {
   ValId L = build_objective(r, r->dg, pnode);
   free(pnode);
   for (int k = 0; k < r->nitems; k++)
-    graph_add_input(r->dg, arena_printf(&r->c->arena, "gc:tan%d", k), r->items[k].dtype, &r->items[k].shape);
-  ValId *wrt = malloc(sizeof(ValId) * ((size_t)r->nitems + 1)), *gr = malloc(sizeof(ValId) * ((size_t)r->nitems + 1));
+    graph_add_input(r->dg, arena_printf(&r->c->arena, "gc:tan%d", k), r->items[k].dtype,
+                    &r->items[k].shape);
+  ValId *wrt = malloc(sizeof(ValId) * ((size_t)r->nitems + 1)),
+        *gr = malloc(sizeof(ValId) * ((size_t)r->nitems + 1));
   IR_ASSERT(wrt && gr);
   for (int k = 0; k < r->nitems; k++) wrt[k] = r->items[k].node;
   int rc = ad_vjp_in(r->p, r->dg, L, IR_ERR, r->nitems, wrt, gr, SRCLOC_NONE);
@@ -202,7 +220,8 @@ static int build_graphs(GcRun *r) {
 /* ---- evaluation ---------------------------------------------------------------------------- */
 static int eval_L(GcRun *r, double *L) {
   GrTensor out;
-  if (interp_run(r->fg, r->p, r->inputs, r->params, &out, r->seed, 0, r->err, sizeof r->err)) return -1;
+  if (interp_run(r->fg, r->p, r->inputs, r->params, &out, r->seed, 0, r->err, sizeof r->err))
+    return -1;
   *L = tget(&out, 0);
   gr_tensor_free(&out);
   return 0;
@@ -232,8 +251,10 @@ static int central_diff(GcRun *r, GrTensor *x, const GrTensor *dir, int64_t e, d
   double h = GC_STEP * scale;
   int rc = 0;
   for (int sgn = 1; sgn >= -1 && rc == 0; sgn -= 2) {
-    if (dir) for (int64_t i = 0; i < n; i++) tset(x, i, save[i] + sgn * h * tget(dir, i));
-    else tset(x, e, save[e] + sgn * h);
+    if (dir)
+      for (int64_t i = 0; i < n; i++) tset(x, i, save[i] + sgn * h * tget(dir, i));
+    else
+      tset(x, e, save[e] + sgn * h);
     rc = eval_L(r, sgn > 0 ? &lp : &lm);
   }
   for (int64_t i = 0; i < n; i++) tset(x, i, save[i]);
@@ -255,7 +276,10 @@ static int check_item(GcRun *r, int k, const GrTensor *outs, double floor) {
   it->err_fwd = rel_err(jv, fd, floor);
   int ns = n < GC_SAMPLES ? (int)n : GC_SAMPLES;
   for (int s = 0; s < ns; s++) {
-    int64_t e = n <= GC_SAMPLES ? s : (int64_t)(gr_uniform_f64(r->seed, 1, GC_STREAM + (uint64_t)k, (uint64_t)s) * (double)n);
+    int64_t e = n <= GC_SAMPLES
+                    ? s
+                    : (int64_t)(gr_uniform_f64(r->seed, 1, GC_STREAM + (uint64_t)k, (uint64_t)s) *
+                                (double)n);
     if (central_diff(r, x, NULL, e, &fd)) return -1;
     it->err_rev = fmax(it->err_rev, rel_err(tget(grad, e), fd, floor));
   }
@@ -269,13 +293,18 @@ static void fill_data(GcRun *r) {
   IR_ASSERT(r->inputs && r->params);
   for (int i = 0; i < d->ninputs; i++) {
     r->inputs[i] = tensor_new(d->inputs[i].dtype, &d->inputs[i].shape);
-    int scalar_cot = i >= r->src->ninputs && i < r->src->ninputs + r->ncot && shape_numel(&d->inputs[i].shape) == 1;
-    if (scalar_cot) tset(&r->inputs[i], 0, 1.0);
-    else if (r->opt->range && i < r->opt->nrange && i < r->src->ninputs) fill_uniform(r, &r->inputs[i], (uint64_t)i, r->opt->range[i]);
-    else fill_normal(r, &r->inputs[i], (uint64_t)i, 1.0, 0);
+    int scalar_cot = i >= r->src->ninputs && i < r->src->ninputs + r->ncot &&
+                     shape_numel(&d->inputs[i].shape) == 1;
+    if (scalar_cot)
+      tset(&r->inputs[i], 0, 1.0);
+    else if (r->opt->range && i < r->opt->nrange && i < r->src->ninputs)
+      fill_uniform(r, &r->inputs[i], (uint64_t)i, r->opt->range[i]);
+    else
+      fill_normal(r, &r->inputs[i], (uint64_t)i, 1.0, 0);
   }
   interp_init_params(r->p, r->seed, r->params);
-  for (int i = 0; i < r->p->nparams; i++) fill_normal(r, &r->params[i], 0x1000u + (uint64_t)i, 0.1, 1);
+  for (int i = 0; i < r->p->nparams; i++)
+    fill_normal(r, &r->params[i], 0x1000u + (uint64_t)i, 0.1, 1);
 }
 
 static void print_report(const GcRun *r, double L, double tol, FILE *out) {
@@ -283,14 +312,18 @@ static void print_report(const GcRun *r, double L, double tol, FILE *out) {
   for (int k = 0; k < r->nitems; k++) f64 &= r->items[k].dtype == DT_F64;
   fprintf(out, "gradcheck: entry '%s', seed %llu, tol %.1e, L = %.10g\n", r->src->name,
           (unsigned long long)r->seed, tol, L);
-  if (!f64) fprintf(out, "warning: not elaborated in f64: finite differences are too coarse for this tol\n");
-  fprintf(out, "  %-6s %-32s %-14s %12s %12s  %s\n", "kind", "name", "shape", "reverse", "forward", "status");
+  if (!f64)
+    fprintf(out,
+            "warning: not elaborated in f64: finite differences are too coarse for this tol\n");
+  fprintf(out, "  %-6s %-32s %-14s %12s %12s  %s\n", "kind", "name", "shape", "reverse", "forward",
+          "status");
   for (int k = 0; k < r->nitems; k++) {
     const GcItem *it = &r->items[k];
     char sb[96];
     int bad = !(it->err_rev <= tol) || !(it->err_fwd <= tol);
-    fprintf(out, "  %-6s %-32s %-14s %12.3e %12.3e  %s\n", it->is_param ? "param" : "input", it->name,
-            shape_str(&it->shape, sb, sizeof sb), it->err_rev, it->err_fwd, bad ? "FAIL" : "ok");
+    fprintf(out, "  %-6s %-32s %-14s %12.3e %12.3e  %s\n", it->is_param ? "param" : "input",
+            it->name, shape_str(&it->shape, sb, sizeof sb), it->err_rev, it->err_fwd,
+            bad ? "FAIL" : "ok");
   }
 }
 
@@ -342,7 +375,8 @@ int gc_check_entry_opts(Ctx *c, Program *p, Graph *g, const GcOptions *o, FILE *
     diag_error(c, SRCLOC_NONE, "gradcheck differentiates float outputs",
                "entry '%s' has no float output to check", g->name);
   } else if (r.nitems == 0) {
-    diag_error(c, SRCLOC_NONE, NULL, "entry '%s' has no float input or parameter to check", g->name);
+    diag_error(c, SRCLOC_NONE, NULL, "entry '%s' has no float input or parameter to check",
+               g->name);
   } else if (build_graphs(&r) == 0) {
     fill_data(&r);
     rc = check_all(&r, tol, report);

@@ -70,11 +70,17 @@ static int case_check(Case *c, uint64_t seed, double tol) {
 static void op_domain(Op op, int arg, double *lo, double *hi) {
   *lo = -1.5, *hi = 1.5;
   switch (op) {
-  case OP_LOG: case OP_SQRT: case OP_RSQRT: *lo = 0.3, *hi = 2; break;
+  case OP_LOG:
+  case OP_SQRT:
+  case OP_RSQRT: *lo = 0.3, *hi = 2; break;
   case OP_LOG1P: *lo = -0.5, *hi = 2; break;
   case OP_TAN: *lo = -1.2, *hi = 1.2; break;
-  case OP_POW: if (arg == 0) *lo = 0.5, *hi = 2; break;
-  case OP_DIV: if (arg == 1) *lo = 0.5, *hi = 2; break;
+  case OP_POW:
+    if (arg == 0) *lo = 0.5, *hi = 2;
+    break;
+  case OP_DIV:
+    if (arg == 1) *lo = 0.5, *hi = 2;
+    break;
   default: break;
   }
 }
@@ -83,8 +89,8 @@ static void op_domain(Op op, int arg, double *lo, double *hi) {
  * from iota because graphs have no integer array constants. */
 static ValId test_indices(Graph *g, int64_t n) {
   Shape s = TU_SHAPE(5);
-  ValId io = ir_iota(g, DT_F64, &s, 0, NL);                           /* 0 1 2 3 4 */
-  ValId sq = ir_binary(g, OP_MUL, io, io, NL);                        /* 0 1 4 9 16 */
+  ValId io = ir_iota(g, DT_F64, &s, 0, NL);                               /* 0 1 2 3 4 */
+  ValId sq = ir_binary(g, OP_MUL, io, io, NL);                            /* 0 1 4 9 16 */
   ValId v = ir_binary(g, OP_ADD, sq, ir_const(g, 3, DT_F64, &s, NL), NL); /* 3 4 7 12 19 */
   /* v mod n = v - n floor(v / n) */
   ValId nn = ir_const(g, (double)n, DT_F64, &s, NL);
@@ -117,7 +123,8 @@ static ValId build_op_case(Case *c, Op op, int var) {
     if (var > 1) return IR_ERR;
     ValId ci = cin(c, TU_SHAPE(3, 4), -1, 1);
     ValId cond = ir_binary(g, OP_GT, ci, k0(g, ci), NL);
-    ValId a = cin(c, TU_SHAPE(3, 4), -1.5, 1.5), b = cin(c, var ? TU_SHAPE(4) : TU_SHAPE(3, 4), -1.5, 1.5);
+    ValId a = cin(c, TU_SHAPE(3, 4), -1.5, 1.5),
+          b = cin(c, var ? TU_SHAPE(4) : TU_SHAPE(3, 4), -1.5, 1.5);
     ValId a2 = a;
     if (ir_broadcast_pair(g, &a2, &b, "where", NL)) return IR_ERR;
     return ir_where(g, cond, a2, b, NL);
@@ -195,7 +202,8 @@ START_TEST(test_every_op_has_rules) {
     const OpInfo *oi = &op_info[op];
     int exempt = oi->kind == K_LEAF || (oi->flags & (F_ZEROGRAD | F_NODIFF));
     ck_assert_msg(exempt || ad_has_rules((Op)op), "op '%s' has no VJP/JVP rule", oi->name);
-    if (oi->flags & (F_ZEROGRAD | F_NODIFF)) ck_assert_msg(oi->diff == 0, "%s: zero-grad op with diff bits", oi->name);
+    if (oi->flags & (F_ZEROGRAD | F_NODIFF))
+      ck_assert_msg(oi->diff == 0, "%s: zero-grad op with diff bits", oi->name);
   }
 }
 END_TEST
@@ -209,14 +217,18 @@ START_TEST(test_zerograd_ops_pass_nothing) {
     tu_graph_init(&t);
     Graph *g = t.g;
     ValId x = tu_input(&t, "x", DT_F64, TU_SHAPE(3)), y;
-    y = oi->kind == K_UNARY ? ir_unary(g, (Op)op, x, NL) : ir_binary(g, (Op)op, x, ir_unary(g, OP_SIN, x, NL), NL);
+    y = oi->kind == K_UNARY ? ir_unary(g, (Op)op, x, NL)
+                            : ir_binary(g, (Op)op, x, ir_unary(g, OP_SIN, x, NL), NL);
     ValId L = sum_all(g, ir_binary(g, OP_MUL, y, y, NL)), gr, tl;
     int n0 = g->nnodes;
     ck_assert_int_eq(ad_vjp(g, L, IR_ERR, 1, &x, &gr, NL), 0);
-    ck_assert_msg(ir_node(g, gr)->op == OP_CONST && ir_node(g, gr)->attr.scalar == 0, "%s", oi->name);
-    ck_assert_msg(g->nnodes - n0 <= 2, "%s: %d nodes emitted", oi->name, g->nnodes - n0); /* seed, zeros */
+    ck_assert_msg(ir_node(g, gr)->op == OP_CONST && ir_node(g, gr)->attr.scalar == 0, "%s",
+                  oi->name);
+    ck_assert_msg(g->nnodes - n0 <= 2, "%s: %d nodes emitted", oi->name,
+                  g->nnodes - n0); /* seed, zeros */
     ck_assert_int_eq(ad_jvp(g, 1, &x, &x, 1, &L, &tl, NL), 0);
-    ck_assert_msg(ir_node(g, tl)->op == OP_CONST && ir_node(g, tl)->attr.scalar == 0, "%s", oi->name);
+    ck_assert_msg(ir_node(g, tl)->op == OP_CONST && ir_node(g, tl)->attr.scalar == 0, "%s",
+                  oi->name);
     tu_graph_free(&t);
   }
 }
@@ -239,8 +251,9 @@ START_TEST(test_op_rules_vs_finite_differences) {
       }
       graph_add_output(c.t.g, "y", order == 1 ? y : second_order(&c, y));
       int rc = case_check(&c, 100 + (uint64_t)var, 1e-6);
-      ck_assert_msg(rc == 0, "op %s variant %d order %d: gradcheck %s (AD_VERBOSE=1 shows the table)", oi->name,
-                    var, order, rc < 0 ? "error" : "mismatch");
+      ck_assert_msg(rc == 0,
+                    "op %s variant %d order %d: gradcheck %s (AD_VERBOSE=1 shows the table)",
+                    oi->name, var, order, rc < 0 ? "error" : "mismatch");
       tu_graph_free(&c.t);
     }
   }
@@ -271,8 +284,10 @@ START_TEST(test_cast_rules) {
   graph_add_output(g, "tx", tx);
   ck_assert_int_eq(ir_node(g, gx)->dtype, DT_F64);
   double xv[3] = {1, 2, 3}, wv[3] = {0.5, -2, 4}, cv[3] = {1, 3, -1};
-  GrTensor in[3] = {tu_tensor_vals(DT_F64, TU_SHAPE(3), xv), tu_tensor_vals(DT_F32, TU_SHAPE(3), wv),
-                    tu_tensor_vals(DT_F64, TU_SHAPE(3), cv)}, out[2];
+  GrTensor in[3] = {tu_tensor_vals(DT_F64, TU_SHAPE(3), xv),
+                    tu_tensor_vals(DT_F32, TU_SHAPE(3), wv),
+                    tu_tensor_vals(DT_F64, TU_SHAPE(3), cv)},
+           out[2];
   run_graph(&t, g, in, NULL, out);
   for (int i = 0; i < 3; i++) {
     ck_assert(tu_get(&out[0], i) == wv[i] * cv[i]);
@@ -317,7 +332,8 @@ START_TEST(test_f32_grad_entry_matches_f64) {
     Graph *ge = ad_grad_entry(&t.prog, t.g);
     ck_assert_ptr_nonnull(ge);
     for (int v = 0; v < ge->nnodes; v++)
-      ck_assert_msg(ir_node(ge, v)->dtype == dt, "node %d is %s", v, dtype_name(ir_node(ge, v)->dtype));
+      ck_assert_msg(ir_node(ge, v)->dtype == dt, "node %d is %s", v,
+                    dtype_name(ir_node(ge, v)->dtype));
     GrTensor in[2] = {tu_tensor(dt, TU_SHAPE(8, 3)), tu_tensor(dt, TU_SHAPE(8, 2))}, par[4], out[5];
     tu_fill_uniform(&in[0], -1, 1, 1);
     tu_fill_uniform(&in[1], -1, 1, 2);
@@ -328,7 +344,8 @@ START_TEST(test_f32_grad_entry_matches_f64) {
     if (k) {
       for (int p = 0; p < 4; p++) {
         char msg[256];
-        ck_assert_msg(tu_close_arr(grads[1][p], grads[0][p], tu_numel(&out[1 + p]), 1e-4, 1e-6, msg, sizeof msg),
+        ck_assert_msg(tu_close_arr(grads[1][p], grads[0][p], tu_numel(&out[1 + p]), 1e-4, 1e-6, msg,
+                                   sizeof msg),
                       "param %d: %s", p, msg);
       }
     }
@@ -343,7 +360,8 @@ END_TEST
 START_TEST(test_mlp_gradcheck_and_grad_entry) {
   TuGraph t;
   tu_graph_init(&t);
-  ValId x = tu_input(&t, "x", DT_F64, TU_SHAPE(8, 3)), y = tu_input(&t, "y", DT_F64, TU_SHAPE(8, 2));
+  ValId x = tu_input(&t, "x", DT_F64, TU_SHAPE(8, 3)),
+        y = tu_input(&t, "y", DT_F64, TU_SHAPE(8, 2));
   graph_add_output(t.g, "loss", mlp_loss(&t, x, y));
   ck_assert_int_eq(gc_check_entry(&t.ctx, &t.prog, t.g, 3, 1e-6, NULL), 0);
   Graph *ge = ad_grad_entry(&t.prog, t.g);
@@ -356,7 +374,8 @@ START_TEST(test_mlp_gradcheck_and_grad_entry) {
   char err[256];
   ck_assert_msg(ir_verify(ge, &t.prog, err, sizeof err) == 0, "%s", err);
   /* the derived entry's gradient of b2 against differences of the loss entry */
-  GrTensor in[2] = {tu_tensor(DT_F64, TU_SHAPE(8, 3)), tu_tensor(DT_F64, TU_SHAPE(8, 2))}, par[4], out[5], lo[1];
+  GrTensor in[2] = {tu_tensor(DT_F64, TU_SHAPE(8, 3)), tu_tensor(DT_F64, TU_SHAPE(8, 2))}, par[4],
+           out[5], lo[1];
   tu_fill_uniform(&in[0], -1, 1, 1);
   tu_fill_uniform(&in[1], -1, 1, 2);
   interp_init_params(&t.prog, 5, par);
@@ -454,8 +473,10 @@ START_TEST(test_layer_norm) {
   ValId inv_d = ir_const(g, 1.0 / 6, DT_F64, &s1, NL);
   ValId mu = ir_binary(g, OP_MUL, ir_reduce(g, OP_SUM, x, 2, NL), inv_d, NL);
   ValId xc = ir_binary(g, OP_SUB, x, ir_broadcast(g, mu, &s, NL), NL);
-  ValId var = ir_binary(g, OP_MUL, ir_reduce(g, OP_SUM, ir_binary(g, OP_MUL, xc, xc, NL), 2, NL), inv_d, NL);
-  ValId rs = ir_unary(g, OP_RSQRT, ir_binary(g, OP_ADD, var, ir_const(g, 1e-5, DT_F64, &s1, NL), NL), NL);
+  ValId var = ir_binary(g, OP_MUL, ir_reduce(g, OP_SUM, ir_binary(g, OP_MUL, xc, xc, NL), 2, NL),
+                        inv_d, NL);
+  ValId rs =
+      ir_unary(g, OP_RSQRT, ir_binary(g, OP_ADD, var, ir_const(g, 1e-5, DT_F64, &s1, NL), NL), NL);
   ValId y = ir_binary(g, OP_MUL, xc, ir_broadcast(g, rs, &s, NL), NL);
   ValId ga = gamma, be = beta;
   ck_assert_int_eq(ir_broadcast_pair(g, &y, &ga, "*", NL), 0);
@@ -470,7 +491,8 @@ END_TEST
 
 /* Pairwise Laplace kernel k_ij = exp(-max(||x_i - x_j||, 1e-8) / h), loss = sum k. The
  * diagonal (and the coincident rows 0 and 1) have distance 0: sqrt'(0) := 0 and the clamp
- * make their contribution exactly 0, so dL/dx_i = sum_{j: d_ij > 1e-8} -2 k_ij (x_i - x_j) / (h d_ij). */
+ * make their contribution exactly 0, so dL/dx_i = sum_{j: d_ij > 1e-8} -2 k_ij (x_i - x_j) / (h
+ * d_ij). */
 START_TEST(test_laplace_mmd_coincident_points) {
   TuGraph t;
   tu_graph_init(&t);
@@ -485,12 +507,16 @@ START_TEST(test_laplace_mmd_coincident_points) {
   ValId d = ir_unary(g, OP_SQRT, ir_reduce(g, OP_SUM, ir_binary(g, OP_MUL, df, df, NL), 4, NL), NL);
   d = ir_reshape(g, d, &s2, NL);
   ValId dc = ir_binary(g, OP_MAX, d, ir_const(g, 1e-8, DT_F64, &s2, NL), NL);
-  ValId k = ir_unary(g, OP_EXP, ir_binary(g, OP_DIV, ir_unary(g, OP_NEG, dc, NL), ir_const(g, h, DT_F64, &s2, NL), NL), NL);
+  ValId k = ir_unary(
+      g, OP_EXP,
+      ir_binary(g, OP_DIV, ir_unary(g, OP_NEG, dc, NL), ir_const(g, h, DT_F64, &s2, NL), NL), NL);
   ValId L = sum_all(g, k), gx;
   ck_assert_int_eq(ad_vjp(g, L, IR_ERR, 1, &x, &gx, NL), 0);
   graph_add_output(g, "gx", gx);
   /* without the clamp, sqrt'(0) := 0 alone gives the same gradient */
-  ValId ku = ir_unary(g, OP_EXP, ir_binary(g, OP_DIV, ir_unary(g, OP_NEG, d, NL), ir_const(g, h, DT_F64, &s2, NL), NL), NL);
+  ValId ku = ir_unary(
+      g, OP_EXP,
+      ir_binary(g, OP_DIV, ir_unary(g, OP_NEG, d, NL), ir_const(g, h, DT_F64, &s2, NL), NL), NL);
   ValId gxu;
   ck_assert_int_eq(ad_vjp(g, sum_all(g, ku), IR_ERR, 1, &x, &gxu, NL), 0);
   graph_add_output(g, "gxu", gxu);
@@ -501,7 +527,8 @@ START_TEST(test_laplace_mmd_coincident_points) {
     for (int e = 0; e < D; e++) {
       double want = 0;
       for (int j = 0; j < N; j++) {
-        double dx = xv[i * D] - xv[j * D], dy = xv[i * D + 1] - xv[j * D + 1], dij = sqrt(dx * dx + dy * dy);
+        double dx = xv[i * D] - xv[j * D], dy = xv[i * D + 1] - xv[j * D + 1],
+               dij = sqrt(dx * dx + dy * dy);
         if (dij <= 1e-8) continue;
         want += -2 * exp(-dij / h) * (xv[i * D + e] - xv[j * D + e]) / (h * dij);
       }
@@ -520,13 +547,17 @@ END_TEST
 static ValId laplace_grouped(Graph *g, ValId a, ValId b, double h) {
   const Shape *sa = &ir_node(g, a)->shape;
   int64_t G = sa->dims[0], M = sa->dims[1], D = sa->dims[2];
-  Shape s4 = TU_SHAPE(G, M, M, D), ra = TU_SHAPE(G, M, 1, D), rb = TU_SHAPE(G, 1, M, D), s3 = TU_SHAPE(G, M, M);
+  Shape s4 = TU_SHAPE(G, M, M, D), ra = TU_SHAPE(G, M, 1, D), rb = TU_SHAPE(G, 1, M, D),
+        s3 = TU_SHAPE(G, M, M);
   ValId ai = ir_broadcast(g, ir_reshape(g, a, &ra, NL), &s4, NL);
   ValId bj = ir_broadcast(g, ir_reshape(g, b, &rb, NL), &s4, NL);
   ValId df = ir_binary(g, OP_SUB, ai, bj, NL);
-  ValId d = ir_reshape(g, ir_unary(g, OP_SQRT, ir_reduce(g, OP_SUM, ir_binary(g, OP_MUL, df, df, NL), 8, NL), NL), &s3, NL);
+  ValId d = ir_reshape(
+      g, ir_unary(g, OP_SQRT, ir_reduce(g, OP_SUM, ir_binary(g, OP_MUL, df, df, NL), 8, NL), NL),
+      &s3, NL);
   d = ir_binary(g, OP_MAX, d, ir_const(g, 1e-8, DT_F64, &s3, NL), NL);
-  return ir_unary(g, OP_EXP, ir_binary(g, OP_MUL, d, ir_const(g, -1.0 / h, DT_F64, &s3, NL), NL), NL);
+  return ir_unary(g, OP_EXP, ir_binary(g, OP_MUL, d, ir_const(g, -1.0 / h, DT_F64, &s3, NL), NL),
+                  NL);
 }
 
 /* IMM-style grouped MMD: prediction tanh(x Wa), target stop_grad(tanh(x Wt)), both
@@ -545,10 +576,12 @@ START_TEST(test_stop_grad_target) {
   ValId pred = ir_reshape(g, ir_unary(g, OP_TANH, ir_matmul(g, x, wa, 0, 0, NL), NL), &grp, NL);
   ValId tgt0 = ir_unary(g, OP_TANH, ir_matmul(g, x, wt, 0, 0, NL), NL);
   ValId tgt = ir_reshape(g, ir_unary(g, OP_STOPGRAD, tgt0, NL), &grp, NL);
-  ValId kpp = sum_all(g, laplace_grouped(g, pred, pred, 0.5)), kpt = sum_all(g, laplace_grouped(g, pred, tgt, 0.5));
+  ValId kpp = sum_all(g, laplace_grouped(g, pred, pred, 0.5)),
+        kpt = sum_all(g, laplace_grouped(g, pred, tgt, 0.5));
   ValId ktt = sum_all(g, laplace_grouped(g, tgt, tgt, 0.5));
   ValId m2 = ir_scalar(g, -2.0, DT_F64, NL), inv = ir_scalar(g, 1.0 / 32, DT_F64, NL);
-  ValId L = ir_binary(g, OP_ADD, ir_binary(g, OP_ADD, kpp, ir_binary(g, OP_MUL, m2, kpt, NL), NL), ktt, NL);
+  ValId L = ir_binary(g, OP_ADD, ir_binary(g, OP_ADD, kpp, ir_binary(g, OP_MUL, m2, kpt, NL), NL),
+                      ktt, NL);
   L = ir_binary(g, OP_MUL, L, inv, NL);
   graph_add_output(g, "L", L);
   int n0 = g->nnodes;
@@ -568,7 +601,8 @@ START_TEST(test_stop_grad_target) {
   ck_assert_int_eq(ir_node(g, jo)->op, OP_CONST);
   /* Wa's gradient against central differences in Wa (the target does not move) */
   graph_add_output(g, "gwa", gr[0]);
-  GrTensor in[2] = {tu_tensor(DT_F64, TU_SHAPE(8, 2)), tu_tensor(DT_F64, TU_SHAPE(2, 2))}, par[2], o[2], lo[2];
+  GrTensor in[2] = {tu_tensor(DT_F64, TU_SHAPE(8, 2)), tu_tensor(DT_F64, TU_SHAPE(2, 2))}, par[2],
+           o[2], lo[2];
   tu_fill_uniform(&in[0], -1, 1, 31);
   interp_init_params(&t.prog, 4, par);
   run_graph(&t, g, in, par, o);
@@ -599,7 +633,8 @@ START_TEST(test_time_conditioned_jvp) {
   TuGraph t;
   tu_graph_init(&t);
   Graph *g = t.g;
-  ValId x = tu_input(&t, "x", DT_F64, TU_SHAPE(4, 2)), tt = tu_input(&t, "t", DT_F64, TU_SHAPE(4, 1));
+  ValId x = tu_input(&t, "x", DT_F64, TU_SHAPE(4, 2)),
+        tt = tu_input(&t, "t", DT_F64, TU_SHAPE(4, 1));
   ValId w = tu_param(&t, "w", DT_F64, TU_SHAPE(4, 3), INIT_NORMAL, 1, 0);
   Shape s1 = TU_SHAPE(4, 1);
   ValId a = ir_binary(g, OP_MUL, tt, ir_const(g, 3, DT_F64, &s1, NL), NL);
@@ -609,7 +644,8 @@ START_TEST(test_time_conditioned_jvp) {
   ck_assert_int_eq(ad_jvp(g, 1, &tt, &one, 1, &y, &ty, NL), 0);
   graph_add_output(g, "y", y);
   graph_add_output(g, "ty", ty);
-  GrTensor in[2] = {tu_tensor(DT_F64, TU_SHAPE(4, 2)), tu_tensor(DT_F64, TU_SHAPE(4, 1))}, par[1], o[2], op[2], om[2];
+  GrTensor in[2] = {tu_tensor(DT_F64, TU_SHAPE(4, 2)), tu_tensor(DT_F64, TU_SHAPE(4, 1))}, par[1],
+           o[2], op[2], om[2];
   tu_fill_uniform(&in[0], -1, 1, 3);
   tu_fill_uniform(&in[1], 0, 1, 4);
   interp_init_params(&t.prog, 2, par);
@@ -620,7 +656,8 @@ START_TEST(test_time_conditioned_jvp) {
   for (int i = 0; i < 4; i++) tu_set(&in[1], i, tu_get(&in[1], i) - 2 * hstep);
   run_graph(&t, g, in, par, om);
   for (int i = 0; i < 12; i++)
-    ck_assert_double_eq_tol(tu_get(&o[1], i), (tu_get(&op[0], i) - tu_get(&om[0], i)) / (2 * hstep), 1e-8);
+    ck_assert_double_eq_tol(tu_get(&o[1], i), (tu_get(&op[0], i) - tu_get(&om[0], i)) / (2 * hstep),
+                            1e-8);
   free_all(in, 2);
   free_all(par, 1);
   free_all(o, 2);
@@ -631,12 +668,14 @@ START_TEST(test_time_conditioned_jvp) {
 END_TEST
 
 /* Hessian-vector products on the MLP: grad of (grad . v) (reverse over reverse), jvp of
- * grad (forward over reverse) and grad of jvp (reverse over forward) agree, and gradcheck of grad . v passes. */
+ * grad (forward over reverse) and grad of jvp (reverse over forward) agree, and gradcheck of grad .
+ * v passes. */
 START_TEST(test_hvp_and_jvp_of_grad) {
   TuGraph t;
   tu_graph_init(&t);
   Graph *g = t.g;
-  ValId x = tu_input(&t, "x", DT_F64, TU_SHAPE(8, 3)), y = tu_input(&t, "y", DT_F64, TU_SHAPE(8, 2));
+  ValId x = tu_input(&t, "x", DT_F64, TU_SHAPE(8, 3)),
+        y = tu_input(&t, "y", DT_F64, TU_SHAPE(8, 2));
   ValId L = mlp_loss(&t, x, y);
   ValId w1 = -1;
   for (int v = 0; v < g->nnodes; v++)
@@ -654,7 +693,8 @@ START_TEST(test_hvp_and_jvp_of_grad) {
   graph_add_output(g, "hv_rev", hv_rev);
   graph_add_output(g, "hv_fwd", hv_fwd);
   graph_add_output(g, "hv_rof", hv_rof);
-  GrTensor in[3] = {tu_tensor(DT_F64, TU_SHAPE(8, 3)), tu_tensor(DT_F64, TU_SHAPE(8, 2)), tu_tensor(DT_F64, TU_SHAPE(3, 16))};
+  GrTensor in[3] = {tu_tensor(DT_F64, TU_SHAPE(8, 3)), tu_tensor(DT_F64, TU_SHAPE(8, 2)),
+                    tu_tensor(DT_F64, TU_SHAPE(3, 16))};
   GrTensor par[4], o[4];
   for (int i = 0; i < 3; i++) tu_fill_uniform(&in[i], -1, 1, 20 + (uint64_t)i);
   interp_init_params(&t.prog, 3, par);
@@ -684,7 +724,8 @@ START_TEST(test_where_unselected_branch_is_harmless) {
   Shape s = TU_SHAPE(4);
   ValId x = tu_input(&t, "x", DT_F64, s);
   ValId c = ir_binary(g, OP_GT, x, ir_const(g, 0, DT_F64, &s, NL), NL);
-  ValId y = ir_where(g, c, ir_unary(g, OP_LOG, x, NL), ir_binary(g, OP_MUL, x, ir_const(g, 2, DT_F64, &s, NL), NL), NL);
+  ValId y = ir_where(g, c, ir_unary(g, OP_LOG, x, NL),
+                     ir_binary(g, OP_MUL, x, ir_const(g, 2, DT_F64, &s, NL), NL), NL);
   ValId L = sum_all(g, y), gx, gx2, one = ir_const(g, 1, DT_F64, &s, NL), tx;
   ck_assert_int_eq(ad_vjp(g, L, IR_ERR, 1, &x, &gx, NL), 0);
   ck_assert_int_eq(ad_vjp(g, sum_all(g, gx), IR_ERR, 1, &x, &gx2, NL), 0); /* second order */
@@ -715,8 +756,9 @@ START_TEST(test_singular_points) {
   Shape s = TU_SHAPE(3);
   ValId x = tu_input(&t, "x", DT_F64, s), b = tu_input(&t, "b", DT_F64, s);
   ValId neg1 = ir_const(g, -1, DT_F64, &s, NL);
-  ValId ys[7] = {ir_unary(g, OP_SQRT, x, NL), ir_unary(g, OP_ABS, x, NL), ir_unary(g, OP_RELU, x, NL),
-                 ir_binary(g, OP_MAX, x, b, NL), ir_reduce(g, OP_RMAX, b, 1, NL), ir_binary(g, OP_POW, x, b, NL),
+  ValId ys[7] = {ir_unary(g, OP_SQRT, x, NL),      ir_unary(g, OP_ABS, x, NL),
+                 ir_unary(g, OP_RELU, x, NL),      ir_binary(g, OP_MAX, x, b, NL),
+                 ir_reduce(g, OP_RMAX, b, 1, NL),  ir_binary(g, OP_POW, x, b, NL),
                  ir_binary(g, OP_POW, neg1, b, NL)};
   for (int k = 0; k < 7; k++) {
     ValId wrt[2] = {x, b}, gr[2];
@@ -728,11 +770,11 @@ START_TEST(test_singular_points) {
   GrTensor in[2] = {tu_tensor_vals(DT_F64, s, xv), tu_tensor_vals(DT_F64, s, bv)}, o[14];
   run_graph(&t, g, in, NULL, o);
   const double want[14][3] = {
-      {0, 0, 0}, {0, 0, 0}, {0, 0, 0}, {0, 0, 0}, {0, 0, 0}, {0, 0, 0},        /* sqrt abs relu */
-      {0.5, 0, 0}, {0.5, 1, 1},                                                 /* maximum(0, b) */
-      {0, 0, 0}, {0, 0.5, 0.5},                                                 /* max(b) ties */
-      {0, 0, 0}, {0, 0, 0},                                                     /* pow(0, b) */
-      {0, 0, 0}, {0, 0, 0},                                                     /* pow(-1, b): d/db */
+      {0, 0, 0},   {0, 0, 0},     {0, 0, 0}, {0, 0, 0}, {0, 0, 0}, {0, 0, 0}, /* sqrt abs relu */
+      {0.5, 0, 0}, {0.5, 1, 1},                                               /* maximum(0, b) */
+      {0, 0, 0},   {0, 0.5, 0.5},                                             /* max(b) ties */
+      {0, 0, 0},   {0, 0, 0},                                                 /* pow(0, b) */
+      {0, 0, 0},   {0, 0, 0},                                                 /* pow(-1, b): d/db */
   };
   for (int k = 0; k < 14; k++)
     for (int i = 0; i < 3; i++) {
@@ -771,7 +813,8 @@ START_TEST(test_extern_on_path_is_a_diagnostic) {
   ValId ex = ir_extern(g, &t.prog, ix, 1, &x, NL);
   ValId y = sum_all(g, ir_binary(g, OP_MUL, ex, x, NL)), gr, ty;
   ck_assert_int_eq(ad_vjp_in(&t.prog, g, y, IR_ERR, 1, &x, &gr, NL), -1);
-  ck_assert_str_eq(tu_last_diag(&t), "extern function 'erf' has no derivative; wrap it in stop_grad");
+  ck_assert_str_eq(tu_last_diag(&t),
+                   "extern function 'erf' has no derivative; wrap it in stop_grad");
   ck_assert_int_eq(ad_jvp_in(&t.prog, g, 1, &x, &x, 1, &y, &ty, NL), -1);
   ck_assert_int_eq(t.ctx.ndiags, 2);
   /* under stop_grad it is fine: d/dx sum(stop_grad(erf(x)) * x) = erf(x) */
@@ -808,7 +851,8 @@ START_TEST(test_locations_and_economy) {
   for (int v = n0; v < g->nnodes; v++) {
     const Node *n = ir_node(g, v);
     mms += n->op == OP_MATMUL;
-    ck_assert_msg(n->loc.line == 7 || n->loc.line == 42, "node %d (%s) at line %d", v, op_name(n->op), n->loc.line);
+    ck_assert_msg(n->loc.line == 7 || n->loc.line == 42, "node %d (%s) at line %d", v,
+                  op_name(n->op), n->loc.line);
     if (n->op == OP_MATMUL) ck_assert_int_eq(n->loc.line, 7);
   }
   ck_assert_int_eq(mms, 1);

@@ -86,8 +86,10 @@ START_TEST(test_fails_on_staircase) {
   Graph *g = t.g;
   Shape s = TU_SHAPE(4);
   ValId x = tu_input(&t, "x", DT_F64, s), z = tu_input(&t, "z", DT_F64, s);
-  ValId st = ir_binary(g, OP_MUL, ir_unary(g, OP_FLOOR, ir_binary(g, OP_MUL, x, ir_const(g, 1e6, DT_F64, &s, NL), NL), NL),
-                       ir_const(g, 1e-6, DT_F64, &s, NL), NL);
+  ValId st = ir_binary(
+      g, OP_MUL,
+      ir_unary(g, OP_FLOOR, ir_binary(g, OP_MUL, x, ir_const(g, 1e6, DT_F64, &s, NL), NL), NL),
+      ir_const(g, 1e-6, DT_F64, &s, NL), NL);
   graph_add_output(g, "L", sum_all(g, ir_binary(g, OP_ADD, st, ir_unary(g, OP_SIN, z, NL), NL)));
   char rep[4096];
   ck_assert_int_eq(check_report(&t, 2, rep, sizeof rep), 1);
@@ -122,7 +124,8 @@ START_TEST(test_integer_inputs) {
   TuGraph t;
   tu_graph_init(&t);
   Graph *g = t.g;
-  ValId x = tu_input(&t, "x", DT_F64, TU_SHAPE(4, 3)), idx = tu_input(&t, "idx", DT_I32, TU_SHAPE(5));
+  ValId x = tu_input(&t, "x", DT_F64, TU_SHAPE(4, 3)),
+        idx = tu_input(&t, "idx", DT_I32, TU_SHAPE(5));
   graph_add_output(g, "L", sum_all(g, ir_unary(g, OP_SIN, ir_gather(g, x, idx, 0, NL), NL)));
   char rep[4096];
   ck_assert_int_eq(check_report(&t, 5, rep, sizeof rep), 0);
