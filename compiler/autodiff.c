@@ -36,11 +36,14 @@ static void extern_error(Graph *g, const Program *p, const Node *n) {
              "extern function '%s' has no derivative; wrap it in stop_grad", extern_name(p, n));
 }
 
-static int check_float(Graph *g, ValId v, const char *what, SrcLoc loc) {
+/* is_wrt: v is differentiated with respect to (else v is the value differentiated). */
+static int check_float(Graph *g, ValId v, int is_wrt, SrcLoc loc) {
   DType t = ir_node(g, v)->dtype;
   if (dtype_is_float(t)) return 0;
-  diag_error(g->ctx, loc, "cast it to f32 or f64 first, or differentiate a float value",
-             "cannot differentiate %s an integer tensor (%s)", what, dtype_name(t));
+  diag_error(g->ctx, loc, "integers have no derivative: cast to f32 or f64 where that makes sense",
+             is_wrt ? "cannot differentiate with respect to an integer tensor (%s)"
+                    : "cannot differentiate an integer tensor (%s)",
+             dtype_name(t));
   return -1;
 }
 
@@ -112,9 +115,9 @@ static ValId seed_cotangent(Graph *g, ValId y, ValId cot, SrcLoc loc) {
 
 static int vjp_core(Graph *g, const Program *p, ValId y, ValId cot, int nwrt, const ValId *wrt,
                     ValId *ct_out, SrcLoc loc) {
-  if (y == IR_ERR || check_float(g, y, "the integer value", loc)) return -1;
+  if (y == IR_ERR || check_float(g, y, 0, loc)) return -1;
   for (int i = 0; i < nwrt; i++)
-    if (wrt[i] == IR_ERR || check_float(g, wrt[i], "with respect to", loc)) return -1;
+    if (wrt[i] == IR_ERR || check_float(g, wrt[i], 1, loc)) return -1;
   ValId seed = seed_cotangent(g, y, cot, loc);
   if (seed == IR_ERR) return -1;
   int n0 = g->nnodes;
@@ -224,11 +227,11 @@ static int forward_node(AdCtx *a, ValId *tan, ValId v) {
 int ad_jvp_in(const Program *p, Graph *g, int nwrt, const ValId *wrt, const ValId *tangents, int ny,
               const ValId *ys, ValId *out, SrcLoc loc) {
   for (int i = 0; i < nwrt; i++)
-    if (wrt[i] == IR_ERR || check_float(g, wrt[i], "with respect to", loc) ||
+    if (wrt[i] == IR_ERR || check_float(g, wrt[i], 1, loc) ||
         check_tangent(g, wrt[i], tangents[i], loc))
       return -1;
   for (int j = 0; j < ny; j++)
-    if (ys[j] == IR_ERR || check_float(g, ys[j], "the integer value", loc)) return -1;
+    if (ys[j] == IR_ERR || check_float(g, ys[j], 0, loc)) return -1;
   int n0 = g->nnodes, rc = 0;
   ValId *tan = malloc(sizeof(ValId) * ((size_t)n0 + 1));
   IR_ASSERT(tan);

@@ -794,11 +794,12 @@ START_TEST(test_integer_wrt_is_a_diagnostic) {
   ValId i = tu_input(&t, "i", DT_I32, TU_SHAPE(3));
   ValId y = sum_all(g, ir_cast(g, i, DT_F64, NL)), gr, ti;
   ck_assert_int_eq(ad_vjp(g, y, IR_ERR, 1, &i, &gr, NL), -1);
-  ck_assert_ptr_nonnull(strstr(tu_last_diag(&t), "integer"));
+  ck_assert_str_eq(tu_last_diag(&t), "cannot differentiate with respect to an integer tensor (i32)");
   ck_assert_int_eq(ad_jvp(g, 1, &i, &i, 1, &y, &ti, NL), -1);
   ValId yi = sum_all(g, i), x = tu_input(&t, "x", DT_F64, TU_SHAPE(3));
   ck_assert_int_eq(ad_vjp(g, yi, IR_ERR, 1, &x, &gr, NL), -1);
-  ck_assert_int_ge(t.ctx.ndiags, 3);
+  ck_assert_str_eq(tu_last_diag(&t), "cannot differentiate an integer tensor (i32)");
+  ck_assert_int_eq(t.ctx.ndiags, 3);
   tu_graph_free(&t);
 }
 END_TEST
