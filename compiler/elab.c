@@ -494,6 +494,7 @@ static void exec_return(Elab *E, Ast *s) {
     f->ret = make_seq(E, V_TUPLE, items, s->n);
   }
   f->returned = 1;
+  f->ret_loc = s->loc;
 }
 
 static void exec_for(Elab *E, Ast *s) {
@@ -640,7 +641,8 @@ static Value run_body(Elab *E, Frame *f, Decl *d, SrcLoc loc) {
   E->depth--;
   E->top = saved;
   Value r = f->returned ? f->ret : v_none();
-  if (r.k == V_ERR) return r;
+  if (r.k == V_ERR || E->work > FE_MAX_WORK) return v_err();
+  SrcLoc rloc = f->returned ? f->ret_loc : loc;
   if (d->ret) {
     if (!f->returned) {
       diag_error(E->c, d->loc, NULL, "'%s' ends without `return` but declares a result %s",
@@ -648,11 +650,11 @@ static Value run_body(Elab *E, Frame *f, Decl *d, SrcLoc loc) {
       return v_err();
     }
     if (d->ret->kind == TY_TUPLE && r.k == V_TUPLE && r.n != d->ret->nelems) {
-      diag_error(E->c, loc, NULL, "'%s' returns %d values but declares %d", d->name, r.n,
+      diag_error(E->c, rloc, NULL, "'%s' returns %d values but declares %d", d->name, r.n,
                  d->ret->nelems);
       return v_err();
     }
-    if (unify(E, f, d->ret, &r, arena_printf(&E->c->arena, "the result of '%s'", d->name), loc))
+    if (unify(E, f, d->ret, &r, arena_printf(&E->c->arena, "the result of '%s'", d->name), rloc))
       return v_err();
   }
   return r;

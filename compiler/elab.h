@@ -45,6 +45,7 @@ typedef struct Frame {
   int ncalls, capcalls;
   int returned;
   Value ret;
+  SrcLoc ret_loc;
   SrcLoc call_loc;
   struct Frame *parent;
 } Frame;

@@ -34,11 +34,28 @@ typedef struct {
   int line;
   Token *toks;
   int n, cap;
-  int depth; /* ( and [ nesting: newlines inside are ignored */
+  int depth;  /* ( and [ nesting: newlines inside are ignored */
+  int braces; /* { nesting */
 } Lexer;
 
 static SrcLoc here(const Lexer *L, const char *at) {
   return (SrcLoc){L->file, L->line, (int32_t)(at - L->line_start) + 1};
+}
+
+/* Tokens of a file: far more than any real program, small enough to bound memory. */
+#define FE_MAX_TOKENS (4 << 20)
+
+static Token *push_static(Lexer *L, TokKind k, const char *start, const char *spelling) {
+  if (L->n == L->cap) {
+    L->cap = L->cap ? 2 * L->cap : 256;
+    L->toks = xrealloc(L->toks, (size_t)L->cap * sizeof *L->toks);
+  }
+  Token *t = &L->toks[L->n++];
+  memset(t, 0, sizeof *t);
+  t->kind = k;
+  t->loc = here(L, start);
+  t->s = spelling;
+  return t;
 }
 
 static Token *push(Lexer *L, TokKind k, const char *start, size_t len) {
@@ -99,7 +116,7 @@ static int ends_expression(const Token *t) {
 
 static void newline(Lexer *L) {
   if (L->depth == 0 && L->n > 0 && ends_expression(&L->toks[L->n - 1]))
-    push(L, TK_NEWLINE, L->p, 0);
+    push_static(L, TK_NEWLINE, L->p, "");
   L->p++;
   L->line++;
   L->line_start = L->p;
@@ -202,9 +219,14 @@ static int lex_ident(Lexer *L) {
   while ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || *q == '_' ||
          (*q >= '0' && *q <= '9'))
     q++;
-  Token *t = push(L, TK_IDENT, L->p, (size_t)(q - L->p));
+  size_t n = (size_t)(q - L->p);
   for (size_t i = 0; i < sizeof keywords / sizeof *keywords; i++)
-    if (!strcmp(t->s, keywords[i])) t->kind = TK_KEYWORD;
+    if (strlen(keywords[i]) == n && !strncmp(L->p, keywords[i], n)) {
+      push_static(L, TK_KEYWORD, L->p, keywords[i]);
+      L->p = q;
+      return 0;
+    }
+  push(L, TK_IDENT, L->p, n);
   L->p = q;
   return 0;
 }
@@ -213,9 +235,16 @@ static int lex_punct(Lexer *L) {
   for (size_t i = 0; i < sizeof puncts / sizeof *puncts; i++) {
     size_t n = strlen(puncts[i]);
     if ((size_t)(L->end - L->p) >= n && !strncmp(L->p, puncts[i], n)) {
-      push(L, TK_PUNCT, L->p, n);
+      push_static(L, TK_PUNCT, L->p, puncts[i]);
       if (*L->p == '(' || *L->p == '[') L->depth++;
       if ((*L->p == ')' || *L->p == ']') && L->depth > 0) L->depth--;
+      if (*L->p == '{') L->braces++;
+      if (*L->p == '}' && L->braces > 0) L->braces--;
+      if (L->depth + L->braces > FE_MAX_NESTING) {
+        diag_error(L->c, here(L, L->p), "split the expression with let",
+                   "nesting too deep (more than %d levels)", FE_MAX_NESTING);
+        return -1;
+      }
       L->p += n;
       return 0;
     }
@@ -264,13 +293,19 @@ Token *fe_lex(Ctx *c, int file, int *ntok) {
   L.line = 1;
   if (check_utf8(&L)) return NULL;
   while (L.p < L.end) {
+    if (L.n >= FE_MAX_TOKENS) {
+      diag_error(c, here(&L, L.p), "split the program into modules",
+                 "file too large (more than %d tokens)", FE_MAX_TOKENS);
+      free(L.toks);
+      return NULL;
+    }
     if (lex_one(&L)) {
       free(L.toks);
       return NULL;
     }
   }
-  if (L.n > 0 && ends_expression(&L.toks[L.n - 1])) push(&L, TK_NEWLINE, L.p, 0);
-  push(&L, TK_EOF, L.p, 0);
+  if (L.n > 0 && ends_expression(&L.toks[L.n - 1])) push_static(&L, TK_NEWLINE, L.p, "");
+  push_static(&L, TK_EOF, L.p, "");
   /* copy into the arena so callers need not free */
   Token *out = arena_alloc(&c->arena, (size_t)L.n * sizeof *out);
   memcpy(out, L.toks, (size_t)L.n * sizeof *out);

@@ -23,6 +23,7 @@
 #include "gradrt.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,8 +204,9 @@ static int parse_dict(Lex *l, NpyHeader *h) {
 static int parse_header(const unsigned char *b, size_t avail, size_t total, const char *name,
                         NpyHeader *h, char *err, size_t nerr) {
   memset(h, 0, sizeof *h);
-  if (avail < 10 || memcmp(b, "\x93NUMPY", 6))
+  if (avail < 6 || memcmp(b, "\x93NUMPY", 6))
     return npy_err(err, nerr, name, "not a .npy file (bad magic)");
+  if (avail < 8) return npy_err(err, nerr, name, "truncated header");
   int major = b[6], minor = b[7];
   if ((major < 1 || major > 3) || minor != 0)
     return npy_err(err, nerr, name, "unsupported .npy version %d.%d (supported: 1.0, 2.0, 3.0)", major, minor);
@@ -257,10 +259,16 @@ int gr_npy_read_mem(const void *buf, size_t len, const char *name, GrTensor *out
 
 int gr_npy_read(const char *path, GrTensor *out, char *err, size_t nerr) {
   memset(out, 0, sizeof *out);
-  FILE *f = fopen(path, "rb");
-  if (!f) return npy_err(err, nerr, path, "cannot open: %s", strerror(errno));
+  /* O_NONBLOCK: opening a FIFO must not hang; regular files ignore the flag. */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return npy_err(err, nerr, path, "cannot open: %s", strerror(errno));
+  FILE *f = fdopen(fd, "rb");
+  if (!f) {
+    close(fd);
+    return npy_err(err, nerr, path, "cannot open: %s", strerror(errno));
+  }
   struct stat st;
-  unsigned char pre[12];
+  unsigned char pre[12] = {0};
   unsigned char *hdr = NULL;
   int rc = -1;
   NpyHeader h;
@@ -270,7 +278,7 @@ int gr_npy_read(const char *path, GrTensor *out, char *err, size_t nerr) {
   }
   size_t total = (size_t)st.st_size, got = fread(pre, 1, sizeof pre, f);
   /* First pass over the preamble only, to learn the header length. */
-  if (got < 10 || memcmp(pre, "\x93NUMPY", 6)) {
+  if (got < 6 || memcmp(pre, "\x93NUMPY", 6)) {
     npy_err(err, nerr, path, "not a .npy file (bad magic)");
     goto done;
   }
