@@ -59,7 +59,7 @@ static ValId dot_all(Graph *g, ValId a, ValId b) {
 static int case_check(Case *c, uint64_t seed, double tol) {
   char err[256];
   ck_assert_msg(ir_verify(c->t.g, &c->t.prog, err, sizeof err) == 0, "verify: %s", err);
-  GcOptions o = {seed, tol, (const double(*)[2])c->range, c->nin};
+  GcOptions o = {seed, tol, (const double(*)[2])c->range, c->nin, 0};
   FILE *rep = getenv("AD_VERBOSE") ? stderr : NULL;
   int rc = gc_check_entry_opts(&c->t.ctx, &c->t.prog, c->t.g, &o, rep);
   if (rc < 0) fprintf(stderr, "gradcheck error: %s\n", tu_last_diag(&c->t));

@@ -4,8 +4,8 @@
  * parameters, several outputs, a non-scalar output) these tests feed it graphs whose
  * derivative genuinely differs from finite differences: a fine staircase (floor of a
  * scaled value: AD says 0 by definition, differences see a slope of ~1) and a parameter
- * used only under stop_grad (AD says 0 on purpose, differences see its effect). The
- * report must name the failing value and only it.
+ * seen through stop_grad (AD says 0 on purpose, differences see its effect). The report
+ * must name the failing value and only it.
  */
 #include <check.h>
 #include <stdlib.h>
@@ -25,15 +25,19 @@ static ValId sum_all(Graph *g, ValId v) {
 }
 
 /* Runs the checker with its report captured in buf. */
-static int check_report(TuGraph *t, uint64_t seed, char *buf, size_t n) {
+static int check_report_opts(TuGraph *t, const GcOptions *o, char *buf, size_t n) {
   FILE *f = tmpfile();
   ck_assert_ptr_nonnull(f);
-  int rc = gc_check_entry(&t->ctx, &t->prog, t->g, seed, GC_DEFAULT_TOL, f);
+  int rc = gc_check_entry_opts(&t->ctx, &t->prog, t->g, o, f);
   rewind(f);
   size_t k = fread(buf, 1, n - 1, f);
   buf[k] = 0;
   fclose(f);
   return rc;
+}
+static int check_report(TuGraph *t, uint64_t seed, char *buf, size_t n) {
+  GcOptions o = {seed, GC_DEFAULT_TOL, NULL, 0, 0};
+  return check_report_opts(t, &o, buf, n);
 }
 
 /* 1 when the report row of `name` (the line containing it) contains `word`. */
@@ -99,9 +103,11 @@ START_TEST(test_fails_on_staircase) {
 }
 END_TEST
 
-/* A parameter used only under stop_grad: AD gives exactly 0 by design, differences do
- * not: the checker flags it (the documented way to spot an unintended stop_grad). */
-START_TEST(test_flags_stop_grad_param) {
+/* A parameter used only under stop_grad: AD gives exactly 0 by design. By default the
+ * checker holds stop_grad values fixed, so the differences agree (the IMM loss, whose
+ * target is the same network under stop_grad, is checkable). Seeing through stop_grad,
+ * the differences do not agree for wt: the documented way to audit stopped gradients. */
+START_TEST(test_stop_grad_held_or_seen_through) {
   TuGraph t;
   tu_graph_init(&t);
   Graph *g = t.g;
@@ -112,9 +118,14 @@ START_TEST(test_flags_stop_grad_param) {
                       ir_unary(g, OP_STOPGRAD, ir_matmul(g, x, wt, 0, 0, NL), NL), NL);
   graph_add_output(g, "L", sum_all(g, ir_binary(g, OP_MUL, d, d, NL)));
   char rep[4096];
-  ck_assert_int_eq(check_report(&t, 3, rep, sizeof rep), 1);
+  ck_assert_int_eq(check_report(&t, 3, rep, sizeof rep), 0);
+  ck_assert_ptr_nonnull(strstr(rep, "(1 stop_grad value held fixed in the differences)"));
+  ck_assert(row_has(rep, "param  wt", "ok"));
+  GcOptions o = {3, GC_DEFAULT_TOL, NULL, 0, 1};
+  ck_assert_int_eq(check_report_opts(&t, &o, rep, sizeof rep), 1);
   ck_assert(row_has(rep, "param  wt", "FAIL"));
   ck_assert(row_has(rep, "param  wa", "ok"));
+  ck_assert(row_has(rep, "input  x", "FAIL")); /* x feeds the target too */
   tu_graph_free(&t);
 }
 END_TEST
@@ -233,7 +244,7 @@ int main(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_passes_on_correct_graph);
   tcase_add_test(tc, test_fails_on_staircase);
-  tcase_add_test(tc, test_flags_stop_grad_param);
+  tcase_add_test(tc, test_stop_grad_held_or_seen_through);
   tcase_add_test(tc, test_integer_inputs);
   tcase_add_test(tc, test_f32_warns);
   tcase_add_test(tc, test_errors_are_diagnostics);
