@@ -32,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GC_STEP 1e-5 /* relative finite-difference step */
+#define GC_STEP 1e-5  /* relative finite-difference step */
 #define GC_FLOOR 1e-3 /* see the essay above */
 #define GC_SAMPLES 8  /* elements per value checked one by one */
 #define GC_STREAM 0x6C000000u
@@ -55,11 +55,11 @@ typedef struct {
   GcItem *items;
   int nitems, ncot;
   int *cot_out; /* [ncot] which src output each cotangent belongs to */
-  int nheld;        /* stop_grad nodes held fixed in the differences (0: see through) */
+  int nheld;    /* stop_grad nodes held fixed in the differences (0: see through) */
   Graph *fg, *dg;
-  GrTensor *inputs; /* [dg->ninputs]: src inputs, cotangents, tangents */
+  GrTensor *inputs;  /* [dg->ninputs]: src inputs, cotangents, tangents */
   GrTensor *finputs; /* [fg->ninputs]: src inputs, cotangents (shared), held values */
-  GrTensor *params; /* [p->nparams] */
+  GrTensor *params;  /* [p->nparams] */
   char err[512];
 } GcRun;
 

@@ -238,6 +238,50 @@ START_TEST(test_from_source) {
 }
 END_TEST
 
+/* The shipped programs (IMM variants, flow matching) at small sizes: their loss and the
+ * derived loss_grad (second order) check clean, stop_grad targets held fixed. */
+static void check_program(const char *file, int grouped) {
+  static const Define small[] = {
+      {"B", "8"}, {"NS", "4"}, {"hidden", "8"}, {"depth", "2"}, {"M", "4"}};
+  int nd = grouped ? 5 : 4;
+  Ctx c;
+  Program p;
+  ctx_init(&c);
+  c.promote_f64 = 1;
+  c.incdirs = xrealloc(NULL, sizeof *c.incdirs); /* ctx_free frees these */
+  c.incdirs[0] = "stdlib";
+  c.nincdirs = 1;
+  c.defines = xrealloc(NULL, sizeof small);
+  memcpy(c.defines, small, sizeof small);
+  c.ndefines = nd;
+  program_init(&p, &c);
+  int rc = fe_compile(&c, file, &p);
+  if (rc) diag_print_all(&c, stderr);
+  ck_assert_msg(rc == 0, "%s does not compile", file);
+  Graph *loss = program_find_entry(&p, "loss");
+  ck_assert_ptr_nonnull(loss);
+  Graph *lg = ad_grad_entry(&p, loss);
+  ck_assert_ptr_nonnull(lg);
+  for (uint64_t seed = 1; seed <= 2; seed++) {
+    FILE *rep = getenv("AD_VERBOSE") ? stderr : NULL;
+    ck_assert_msg(
+        gc_check_entry(&c, &p, program_find_entry(&p, "loss"), seed, GC_DEFAULT_TOL, rep) == 0,
+        "%s: loss, seed %d", file, (int)seed);
+    ck_assert_msg(gc_check_entry(&c, &p, lg, seed, GC_DEFAULT_TOL, rep) == 0,
+                  "%s: loss_grad, seed %d", file, (int)seed);
+  }
+  program_free(&p);
+  ctx_free(&c);
+}
+
+START_TEST(test_shipped_programs) {
+  check_program("graphs/imm_2d.grad", 1);
+  check_program("graphs/imm_2d_no_s.grad", 1);
+  check_program("graphs/imm_energy_2d.grad", 1);
+  check_program("graphs/fm_2d.grad", 0);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("gradcheck");
   TCase *tc = tcase_create("gradcheck");
@@ -249,6 +293,7 @@ int main(void) {
   tcase_add_test(tc, test_f32_warns);
   tcase_add_test(tc, test_errors_are_diagnostics);
   tcase_add_test(tc, test_from_source);
+  tcase_add_test(tc, test_shipped_programs);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
