@@ -25,15 +25,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *extern_name(const Program *p, const Node *n) {
-  if (p && n->attr.ext.index >= 0 && n->attr.ext.index < p->nexterns)
-    return p->externs[n->attr.ext.index].name;
-  return "?";
-}
-
+/* Names the C function when the Program is known (ad_vjp_in / ad_jvp_in). */
 static void extern_error(Graph *g, const Program *p, const Node *n) {
-  diag_error(g->ctx, n->loc, "write its derivative in .grad, or stop the gradient explicitly",
-             "extern function '%s' has no derivative; wrap it in stop_grad", extern_name(p, n));
+  const char *hint = "write its derivative in .grad, or stop the gradient explicitly";
+  int ix = n->attr.ext.index;
+  if (p && ix >= 0 && ix < p->nexterns)
+    diag_error(g->ctx, n->loc, hint, "extern function '%s' has no derivative; wrap it in stop_grad",
+               p->externs[ix].name);
+  else
+    diag_error(g->ctx, n->loc, hint,
+               "this extern function call has no derivative; wrap it in stop_grad");
 }
 
 /* is_wrt: v is differentiated with respect to (else v is the value differentiated). */

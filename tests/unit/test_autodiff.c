@@ -817,7 +817,10 @@ START_TEST(test_extern_on_path_is_a_diagnostic) {
   ck_assert_str_eq(tu_last_diag(&t),
                    "extern function 'erf' has no derivative; wrap it in stop_grad");
   ck_assert_int_eq(ad_jvp_in(&t.prog, g, 1, &x, &x, 1, &y, &ty, NL), -1);
-  ck_assert_int_eq(t.ctx.ndiags, 2);
+  ck_assert_int_eq(ad_vjp(g, y, IR_ERR, 1, &x, &gr, NL), -1); /* no Program: no name */
+  ck_assert_str_eq(tu_last_diag(&t),
+                   "this extern function call has no derivative; wrap it in stop_grad");
+  ck_assert_int_eq(t.ctx.ndiags, 3);
   /* under stop_grad it is fine: d/dx sum(stop_grad(erf(x)) * x) = erf(x) */
   ValId y2 = sum_all(g, ir_binary(g, OP_MUL, ir_unary(g, OP_STOPGRAD, ex, NL), x, NL));
   ck_assert_int_eq(ad_vjp_in(&t.prog, g, y2, IR_ERR, 1, &x, &gr, NL), 0);
