@@ -766,8 +766,19 @@ START_TEST(test_singular_points) {
     graph_add_output(g, "gx", gr[0]);
     graph_add_output(g, "gb", gr[1]);
   }
-  double xv[3] = {0, 0, 0}, bv[3] = {0, 2, 2};
-  GrTensor in[2] = {tu_tensor_vals(DT_F64, s, xv), tu_tensor_vals(DT_F64, s, bv)}, o[14];
+  /* forward mode agrees: for elementwise ops the jvp along ones is the diagonal */
+  ValId one = ir_const(g, 1, DT_F64, &s, NL), tb = tu_input(&t, "tb", DT_F64, s);
+  for (int k = 0; k < 7; k++) {
+    ValId jx, jb;
+    ck_assert_int_eq(ad_jvp(g, 1, &x, &one, 1, &ys[k], &jx, NL), 0);
+    ck_assert_int_eq(ad_jvp(g, 1, &b, k == 4 ? &tb : &one, 1, &ys[k], &jb, NL), 0);
+    graph_add_output(g, "jx", jx);
+    graph_add_output(g, "jb", jb);
+  }
+  double xv[3] = {0, 0, 0}, bv[3] = {0, 2, 2}, tv[3] = {5, 7, 9};
+  GrTensor in[3] = {tu_tensor_vals(DT_F64, s, xv), tu_tensor_vals(DT_F64, s, bv),
+                    tu_tensor_vals(DT_F64, s, tv)},
+           o[28];
   run_graph(&t, g, in, NULL, o);
   const double want[14][3] = {
       {0, 0, 0},   {0, 0, 0},     {0, 0, 0}, {0, 0, 0}, {0, 0, 0}, {0, 0, 0}, /* sqrt abs relu */
@@ -778,11 +789,14 @@ START_TEST(test_singular_points) {
   };
   for (int k = 0; k < 14; k++)
     for (int i = 0; i < 3; i++) {
-      double got = tu_get(&o[k], i);
+      double got = tu_get(&o[k], i), fwd = k == 8 ? 0 : tu_get(&o[14 + k], k == 9 ? 0 : i);
+      double wf = k == 9 ? 8 : want[k][i]; /* max(b) along (5, 7, 9): the tied 7 and 9 average */
       ck_assert_msg(got == want[k][i], "output %d[%d] = %g, want %g", k, i, got, want[k][i]);
+      if (k != 8) /* (the jvp of max(b) along x is a [1] zero, not the [3] gradient) */
+        ck_assert_msg(fwd == wf, "jvp %d[%d] = %g, want %g", k, i, fwd, wf);
     }
-  free_all(in, 2);
-  free_all(o, 14);
+  free_all(in, 3);
+  free_all(o, 28);
   tu_graph_free(&t);
 }
 END_TEST
