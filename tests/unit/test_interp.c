@@ -10,6 +10,7 @@
  */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -945,10 +946,43 @@ START_TEST(mlp_mse) {
 }
 END_TEST
 
+/* docs/interpreter.md is the contract codegen implements: its semantics table must name
+ * every op of the table (as a whole word on a table row). Tests run from the repository
+ * root (tests/run_all.sh, make test). */
+static int doc_row_names(const char *doc, const char *name) {
+  size_t n = strlen(name);
+  for (const char *line = doc; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+    if (*line != '|') continue;
+    const char *end = strchr(line, '\n');
+    const char *cell_end = strchr(line + 1, '|'); /* the first cell names the ops */
+    if (!cell_end || (end && cell_end > end)) continue;
+    for (const char *q = line + 1; q + n <= cell_end; q++) {
+      int before = q == line + 1 || !(q[-1] == '_' || (q[-1] >= 'a' && q[-1] <= 'z'));
+      int after = !(q[n] == '_' || (q[n] >= 'a' && q[n] <= 'z'));
+      if (before && after && !strncmp(q, name, n)) return 1;
+    }
+  }
+  return 0;
+}
+
+START_TEST(doc_covers_every_op) {
+  FILE *f = fopen("docs/interpreter.md", "rb");
+  ck_assert_msg(f != NULL, "docs/interpreter.md not found: run the tests from the repository root");
+  static char doc[1 << 16];
+  size_t n = fread(doc, 1, sizeof doc - 1, f);
+  fclose(f);
+  doc[n] = 0;
+  for (int op = 0; op < OP_COUNT; op++)
+    ck_assert_msg(doc_row_names(doc, op_name((Op)op)), "docs/interpreter.md has no row for op '%s'",
+                  op_name((Op)op));
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("interp");
   TCase *tc = tcase_create("ops");
   tcase_add_test(tc, op_table_covered);
+  tcase_add_test(tc, doc_covers_every_op);
   tcase_add_loop_test(tc, op_case, 0, NCASES);
   tcase_add_test(tc, integer_ops);
   tcase_add_test(tc, special_values);
