@@ -946,6 +946,60 @@ START_TEST(mlp_mse) {
 }
 END_TEST
 
+/* Every init kind, f32 and f64: element i of parameter k is the documented function of
+ * (seed, Philox stream 0x5EED0000 + k, i), computed in double and rounded to the dtype. */
+START_TEST(param_init_formulas) {
+  TuGraph t;
+  tu_graph_init(&t);
+  static const struct { InitKind kind; double a, b; } inits[] = {
+      {INIT_ZEROS, 0, 0}, {INIT_ONES, 0, 0}, {INIT_CONST, -0.3, 0}, {INIT_NORMAL, 0.02, 0},
+      {INIT_UNIFORM, -2, 3}, {INIT_GLOROT, 0, 0}, {INIT_HE, 0, 0}};
+  Shape s = TU_SHAPE(2, 3, 5); /* fan_in = 2 * 3, fan_out = 2 * 5 */
+  int np = 0;
+  for (int d = 0; d < 2; d++)
+    for (size_t k = 0; k < sizeof inits / sizeof inits[0]; k++) {
+      char name[32];
+      snprintf(name, sizeof name, "p%d_%zu", d, k);
+      ck_assert(tu_param(&t, name, d ? DT_F64 : DT_F32, s, inits[k].kind, inits[k].a, inits[k].b) != IR_ERR);
+      np++;
+    }
+  ck_assert_int_eq(t.prog.nparams, np);
+  GrTensor ps[14], other[14];
+  ck_assert(interp_init_params(&t.prog, 77, ps) == 0);
+  ck_assert(interp_init_params(&t.prog, 78, other) == 0);
+  for (int k = 0; k < np; k++) {
+    const Param *pr = &t.prog.params[k];
+    ck_assert(pr->init.fan_in == 6 && pr->init.fan_out == 10);
+    uint64_t st = 0x5EED0000u + (uint64_t)k;
+    int f32 = pr->dtype == DT_F32, differs = 0;
+    for (int64_t i = 0; i < 30; i++) {
+      uint64_t ui = (uint64_t)i;
+      double u = f32 ? (double)gr_uniform_f32(77, 0, st, ui) : gr_uniform_f64(77, 0, st, ui);
+      double z = gr_normal_f64(77, 0, st, ui), a = pr->init.a, b = pr->init.b, w = 0;
+      switch (pr->init.kind) {
+      case INIT_ZEROS: w = 0; break;
+      case INIT_ONES: w = 1; break;
+      case INIT_CONST: w = a; break;
+      case INIT_NORMAL: w = a * z; break;
+      case INIT_UNIFORM: w = a + (b - a) * u; break;
+      case INIT_GLOROT: w = -sqrt(6.0 / 16) + 2 * sqrt(6.0 / 16) * u; break;
+      case INIT_HE: w = sqrt(2.0 / 6) * z; break;
+      default: ck_abort();
+      }
+      if (f32) w = (float)w;
+      ck_assert_msg(tu_get(&ps[k], i) == w, "%s element %lld: got %.17g want %.17g", pr->name, (long long)i,
+                    tu_get(&ps[k], i), w);
+      differs += tu_get(&ps[k], i) != tu_get(&other[k], i);
+    }
+    int random = pr->init.kind >= INIT_NORMAL;
+    ck_assert_msg(random ? differs == 30 : differs == 0, "%s: seed dependence %d", pr->name, differs);
+    gr_tensor_free(&ps[k]);
+    gr_tensor_free(&other[k]);
+  }
+  tu_graph_free(&t);
+}
+END_TEST
+
 /* docs/interpreter.md is the contract codegen implements: its semantics table must name
  * every op of the table (as a whole word on a table row). Tests run from the repository
  * root (tests/run_all.sh, make test). */
@@ -989,6 +1043,7 @@ int main(void) {
   tcase_add_test(tc, outputs_and_liveness);
   tcase_add_test(tc, integer_data_movement);
   tcase_add_test(tc, mlp_mse);
+  tcase_add_test(tc, param_init_formulas);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
