@@ -649,9 +649,11 @@ static void t_gather_scatter(Op op, DType dt) {
     ValId ix = tu_input(&c.t, "idx", DT_I32, TU_SHAPE(2));
     double iv[2] = {0, bad ? -1 : 4};
     c.in[c.nin++] = tu_tensor_vals(DT_I32, TU_SHAPE(2), iv);
-    ValId y = op == OP_GATHER ? ir_gather(c.t.g, x, ix, 0, L) : ir_scatter_add(c.t.g, ir_slice(c.t.g, x, 0, 0, 2, L), ix, 0, 4, L);
+    SrcLoc at = {ctx_add_file(&c.t.ctx, "model.grad", "x\n", 2), 12, 7};
+    ValId y = op == OP_GATHER ? ir_gather(c.t.g, x, ix, 0, at) : ir_scatter_add(c.t.g, ir_slice(c.t.g, x, 0, 0, 2, L), ix, 0, 4, at);
     ck_assert_int_eq(case_run_seeded(&c, y, 1, 0), -1);
     ck_assert_msg(strstr(c.err, "out of range"), "%s", c.err);
+    ck_assert_msg(strstr(c.err, "model.grad:12:7"), "error does not point at the source: %s", c.err);
     ck_assert_ptr_null(c.out[0].data);
     case_free(&c);
   }
