@@ -26,6 +26,7 @@ typedef struct {
   const char *rt_dir;     /* AOT: folder holding libgradrt.a (NULL: next to the gradc binary) */
   const char *cc;         /* AOT: the C compiler driver used to link (NULL: "cc") */
   const char *source_name;/* AOT: recorded in gr_module.source_name */
+  int timings;            /* print the time of each back-end phase to stderr */
 } CgOptions;
 
 void cg_options_default(CgOptions *o);

@@ -22,8 +22,15 @@
 #include <llvm-c/Orc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lower.h"
+
+static double mono(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 #pragma weak gr_parallel_for
 
@@ -186,6 +193,7 @@ CgJit *cg_jit_compile(Ctx *c, Program *p, const CgOptions *o) {
   CgJit *j = calloc(1, sizeof *j);
   j->ctx = c;
   j->p = p;
+  double t0 = mono();
   if (cg_plan(c, p, o, &j->plan)) {
     free(j);
     return NULL;
@@ -210,7 +218,9 @@ CgJit *cg_jit_compile(Ctx *c, Program *p, const CgOptions *o) {
   }
   LLVMDisposeMessage(vmsg);
 #endif
+  double t1 = mono();
   int rc = cg_run_passes(m, tm, o, err, sizeof err);
+  double t2 = mono();
   LLVMDisposeTargetMachine(tm);
   if (rc) diag_error(c, SRCLOC_NONE, NULL, "%s", err);
   if (rc || define_symbols(j, m)) {
@@ -234,6 +244,8 @@ CgJit *cg_jit_compile(Ctx *c, Program *p, const CgOptions *o) {
       cg_jit_free(j);
       return NULL;
     }
+  if (o->timings)
+    fprintf(stderr, "gradc: plan+lower %.3f s, IR passes %.3f s, machine code %.3f s\n", t1 - t0, t2 - t1, mono() - t2);
   return j;
 }
 
