@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autodiff.h"
 #include "codegen.h"
 #include "interp.h"
 #include "philox.h"
@@ -64,16 +65,17 @@ static void out(G *c, ValId v) {
 
 static double tol_of(DType t, double rt32) { return t == DT_F32 ? rt32 : t == DT_F64 ? 1e-12 : 0; }
 
-/* Runs interp and JIT on c and compares every output. rt32: f32 relative tolerance. */
-static void compare_opt(G *c, double rt32, const char *what, int opt_level, int graph_opt) {
+/* Runs interp and JIT on entry `eg` of c and compares every output. rt32: f32 relative
+ * tolerance. */
+static void compare_entry(G *c, const Graph *eg, double rt32, const char *what, int opt_level, int graph_opt) {
   Program *p = &c->t.prog;
   GrTensor params[8];
   ck_assert(p->nparams <= 8);
   if (p->nparams) ck_assert_int_eq(interp_init_params(p, 11, params), 0);
-  int no = c->t.g->noutputs;
+  int no = eg->noutputs;
   GrTensor *want = calloc((size_t)no, sizeof *want), *got = calloc((size_t)no, sizeof *got);
   char err[512];
-  int rc = interp_run(c->t.g, p, c->in, params, want, 5, 9, err, sizeof err);
+  int rc = interp_run(eg, p, c->in, params, want, 5, 9, err, sizeof err);
   ck_assert_msg(rc == 0, "%s: interp: %s", what, err);
   CgOptions o;
   cg_options_default(&o);
@@ -82,7 +84,7 @@ static void compare_opt(G *c, double rt32, const char *what, int opt_level, int 
   CgJit *j = cg_jit_compile(&c->t.ctx, p, &o);
   if (!j) diag_print_all(&c->t.ctx, stderr);
   ck_assert_msg(j != NULL, "%s: compile failed", what);
-  rc = cg_jit_run(j, "test", c->in, params, got, 5, 9, err, sizeof err);
+  rc = cg_jit_run(j, eg->name, c->in, params, got, 5, 9, err, sizeof err);
   ck_assert_msg(rc == 0, "%s: jit: %s", what, err);
   for (int k = 0; k < no; k++) {
     DType dt = (DType)want[k].dtype;
@@ -106,6 +108,10 @@ static void compare_opt(G *c, double rt32, const char *what, int opt_level, int 
   for (int i = 0; i < p->nparams; i++) gr_tensor_free(&params[i]);
   free(want);
   free(got);
+}
+
+static void compare_opt(G *c, double rt32, const char *what, int opt_level, int graph_opt) {
+  compare_entry(c, c->t.g, rt32, what, opt_level, graph_opt);
 }
 
 static void compare(G *c, double rt32, const char *what) { compare_opt(c, rt32, what, 0, 1); }
@@ -434,6 +440,68 @@ START_TEST(mlp_levels) {
 }
 END_TEST
 
+/* The MLP's scalar loss only (ad_grad_entry needs a rank-0 objective). */
+static void build_mlp_loss(G *c, DType dt, int64_t B) {
+  build_mlp(c, dt, B);
+  Graph *g = c->t.g;
+  ValId l = g->outputs[0].val;
+  g->noutputs = 0;
+  out(c, ir_reshape(g, l, &TU_SHAPE0, L));
+}
+
+START_TEST(gradients) {
+  for (DType dt = DT_F32; dt <= DT_F64; dt++) {
+    G c;
+    g_init(&c);
+    build_mlp_loss(&c, dt, 33);
+    Graph *gg = ad_grad_entry(&c.t.prog, c.t.g);
+    ck_assert_msg(gg != NULL, "ad_grad_entry: %s", tu_last_diag(&c.t));
+    ck_assert_int_eq(gg->noutputs, 1 + c.t.prog.nparams);
+    compare_entry(&c, gg, 1e-4, "mlp loss_grad O0", 0, 1);
+    compare_entry(&c, gg, 1e-4, "mlp loss_grad O2", 2, 1);
+    g_free(&c);
+  }
+}
+END_TEST
+
+/* The pool splits only loops over independent outputs: 1 and 2 threads give the same bits. */
+START_TEST(threads_bit_identical) {
+  G c;
+  g_init(&c);
+  build_mlp_loss(&c, DT_F32, 517);
+  Graph *gg = ad_grad_entry(&c.t.prog, c.t.g);
+  ck_assert(gg);
+  Program *p = &c.t.prog;
+  GrTensor params[8];
+  ck_assert_int_eq(interp_init_params(p, 3, params), 0);
+  CgOptions o;
+  cg_options_default(&o);
+  o.par_grain = 64; /* split even small loops */
+  CgJit *j = cg_jit_compile(&c.t.ctx, p, &o);
+  ck_assert(j);
+  int no = gg->noutputs;
+  GrTensor one[8], two[8];
+  char err[256];
+  ck_assert_int_eq(cg_jit_run(j, gg->name, c.in, params, one, 1, 2, err, sizeof err), 0);
+  GrPool *pool = gr_pool_create(2);
+  ck_assert(pool);
+  cg_jit_set_pool(j, pool);
+  for (int rep = 0; rep < 3; rep++) {
+    ck_assert_int_eq(cg_jit_run(j, gg->name, c.in, params, two, 1, 2, err, sizeof err), 0);
+    for (int k = 0; k < no; k++) {
+      size_t bytes = (size_t)tu_numel(&one[k]) * 4;
+      ck_assert_msg(!memcmp(one[k].data, two[k].data, bytes), "output %d differs with 2 threads", k);
+      gr_tensor_free(&two[k]);
+    }
+  }
+  for (int k = 0; k < no; k++) gr_tensor_free(&one[k]);
+  for (int i = 0; i < p->nparams; i++) gr_tensor_free(&params[i]);
+  cg_jit_free(j);
+  gr_pool_destroy(pool);
+  g_free(&c);
+}
+END_TEST
+
 /* ---- passes ---------------------------------------------------------------------------------------- */
 static int count_op(const Graph *g, Op op) {
   int n = 0;
@@ -524,6 +592,8 @@ int main(void) {
   TCase *tp = tcase_create("pipeline");
   tcase_set_timeout(tp, 60);
   tcase_add_test(tp, mlp_levels);
+  tcase_add_test(tp, gradients);
+  tcase_add_test(tp, threads_bit_identical);
   tcase_add_test(tp, pass_contracts);
   tcase_add_test(tp, memory_plan);
   suite_add_tcase(s, tp);
