@@ -502,6 +502,113 @@ START_TEST(threads_bit_identical) {
 }
 END_TEST
 
+/* ---- AOT: object file + gr_module, linked with a small C driver, vs the JIT ---------------- */
+static const char *aot_driver =
+    "#include <stdio.h>\n#include <stdlib.h>\n#include \"gradrt.h\"\n"
+    "extern const GrModuleInfo gr_module;\n"
+    "int main(void) {\n"
+    "  const GrModuleInfo *m = &gr_module;\n"
+    "  printf(\"%d %d %d %s\\n\", m->abi_version, m->nparams, m->nentries, m->graph_hash);\n"
+    "  for (int e = 0; e < m->nentries; e++) {\n"
+    "    const GrEntryInfo *en = &m->entries[e];\n"
+    "    void *args[64]; int k = 0;\n"
+    "    for (int i = 0; i < en->ninputs; i++) {\n"
+    "      int64_t n = gr_numel(&en->inputs[i]); float *x = gr_alloc((size_t)n * 4);\n"
+    "      for (int64_t j = 0; j < n; j++) x[j] = (float)((j % 13) * 0.1 - 0.6);\n"
+    "      args[k++] = x;\n"
+    "    }\n"
+    "    for (int i = 0; i < m->nparams; i++) {\n"
+    "      void *b = gr_alloc((size_t)gr_numel(&m->params[i]) * 4); gr_init_param(&m->params[i], i, 11, b); args[k++] = b;\n"
+    "    }\n"
+    "    for (int i = 0; i < en->noutputs; i++) args[k++] = gr_alloc((size_t)gr_numel(&en->outputs[i]) * 4 + 4);\n"
+    "    void *ws = gr_alloc((size_t)en->workspace_bytes + 64);\n"
+    "    GrRunCtx rc = {5, 9, NULL};\n"
+    "    en->fn(args, ws, &rc);\n"
+    "    for (int i = 0; i < en->noutputs; i++) {\n"
+    "      float *o = args[en->ninputs + m->nparams + i];\n"
+    "      for (int64_t j = 0; j < gr_numel(&en->outputs[i]); j++) printf(\"%.9g\\n\", o[j]);\n"
+    "    }\n"
+    "  }\n"
+    "  return 0;\n"
+    "}\n";
+
+static int sh(const char *cmd) { return system(cmd); }
+
+START_TEST(aot_object_matches_jit) {
+  G c;
+  g_init(&c);
+  build_mlp_loss(&c, DT_F32, 9);
+  Graph *gg = ad_grad_entry(&c.t.prog, c.t.g);
+  ck_assert(gg);
+  Program *p = &c.t.prog;
+  char *dir = tu_tmpdir();
+  ck_assert(dir);
+  char obj[512], src[512], exe[512], cmd[2048];
+  snprintf(obj, sizeof obj, "%s/m.o", dir);
+  snprintf(src, sizeof src, "%s/t.c", dir);
+  snprintf(exe, sizeof exe, "%s/t", dir);
+  CgOptions o;
+  cg_options_default(&o);
+  o.cpu = "x86-64-v3";
+  o.source_name = "test.grad";
+  ck_assert_int_eq(cg_emit_object(&c.t.ctx, p, &o, obj, 0), 0);
+  ck_assert_int_eq(tu_write_file(src, aot_driver, strlen(aot_driver)), 0);
+  const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+  snprintf(cmd, sizeof cmd, "cc -Iruntime -o %s %s %s %s/libgradrt.a -lopenblas -lmvec -lm -lpthread -lz -ldl -lffi",
+           exe, src, obj, build);
+  ck_assert_int_eq(sh(cmd), 0);
+  snprintf(cmd, sizeof cmd, "%s > %s/out.txt", exe, dir);
+  ck_assert_int_eq(sh(cmd), 0);
+  snprintf(cmd, sizeof cmd, "%s/out.txt", dir);
+  FILE *f = fopen(cmd, "r");
+  ck_assert(f);
+  int abi, np, ne;
+  char hash[64];
+  ck_assert_int_eq(fscanf(f, "%d %d %d %63s", &abi, &np, &ne, hash), 4);
+  ck_assert_int_eq(abi, GR_ABI_VERSION);
+  ck_assert_int_eq(np, p->nparams);
+  ck_assert_int_eq(ne, 2);
+  ck_assert_int_eq((int)strlen(hash), 16);
+  /* the same calls through the JIT */
+  GrTensor params[8];
+  ck_assert_int_eq(interp_init_params(p, 11, params), 0);
+  GrTensor x = tu_tensor(DT_F32, c.t.g->inputs[0].shape);
+  for (int64_t jx = 0; jx < tu_numel(&x); jx++) tu_set(&x, jx, (float)((jx % 13) * 0.1 - 0.6));
+  cg_options_default(&o);
+  CgJit *j = cg_jit_compile(&c.t.ctx, p, &o);
+  ck_assert(j);
+  for (int e = 0; e < 2; e++) {
+    const Graph *eg = p->entries[e];
+    GrTensor outs[8];
+    char err[256];
+    ck_assert_int_eq(cg_jit_run(j, eg->name, &x, params, outs, 5, 9, err, sizeof err), 0);
+    for (int k = 0; k < eg->noutputs; k++) {
+      for (int64_t i = 0; i < tu_numel(&outs[k]); i++) {
+        double v;
+        ck_assert_int_eq(fscanf(f, "%lf", &v), 1);
+        double w = tu_get(&outs[k], i);
+        ck_assert_msg(fabs(v - w) <= 1e-5 * (1 + fabs(w)), "entry %s output %d[%lld]: aot %g jit %g", eg->name, k,
+                      (long long)i, v, w);
+      }
+      gr_tensor_free(&outs[k]);
+    }
+  }
+  fclose(f);
+  cg_jit_free(j);
+  gr_tensor_free(&x);
+  for (int i = 0; i < p->nparams; i++) gr_tensor_free(&params[i]);
+  /* a whole executable: gr_main's `info` reads the table */
+  o.rt_dir = build;
+  snprintf(exe, sizeof exe, "%s/model", dir);
+  ck_assert_int_eq(cg_build_executable(&c.t.ctx, p, &o, exe), 0);
+  snprintf(cmd, sizeof cmd, "%s info | grep -q 'graph hash  %s'", exe, hash);
+  ck_assert_msg(sh(cmd) == 0, "%s info did not print the graph hash", exe);
+  tu_rmtree(dir);
+  free(dir);
+  g_free(&c);
+}
+END_TEST
+
 /* ---- passes ---------------------------------------------------------------------------------------- */
 static int count_op(const Graph *g, Op op) {
   int n = 0;
@@ -594,6 +701,7 @@ int main(void) {
   tcase_add_test(tp, mlp_levels);
   tcase_add_test(tp, gradients);
   tcase_add_test(tp, threads_bit_identical);
+  tcase_add_test(tp, aot_object_matches_jit);
   tcase_add_test(tp, pass_contracts);
   tcase_add_test(tp, memory_plan);
   suite_add_tcase(s, tp);
