@@ -285,3 +285,62 @@ int cg_build_executable(Ctx *c, Program *p, const CgOptions *o, const char *out_
   free(obj);
   return rc;
 }
+
+/* ---- dumps ----------------------------------------------------------------------------------
+ * `gradc dump --stage=opt|sched|llvm|asm`: the program after the graph passes, its
+ * schedules (kernels, fused node counts, buffers, the memory plan's peak), the LLVM module
+ * after the IR passes of o->opt_level, or the assembly the object file would contain. */
+static void dump_module(Ctx *c, Program *p, const CgOptions *o, int asm_out, FILE *out) {
+  CgPlan plan;
+  if (cg_plan(c, p, o, &plan)) return;
+  char err[512];
+  LLVMTargetMachineRef tm = cg_target_machine(o, 1, err, sizeof err);
+  if (!tm) {
+    diag_error(c, SRCLOC_NONE, NULL, "%s", err);
+    cg_plan_free(&plan);
+    return;
+  }
+  LLVMContextRef cx = LLVMContextCreate();
+  LLVMModuleRef m = cg_lower(&plan, o, cx, tm);
+  if (cg_run_passes(m, tm, o, err, sizeof err)) diag_error(c, SRCLOC_NONE, NULL, "%s", err);
+  if (!asm_out) {
+    char *s = LLVMPrintModuleToString(m);
+    fputs(s, out);
+    LLVMDisposeMessage(s);
+  } else {
+    LLVMMemoryBufferRef mb = NULL;
+    char *msg = NULL;
+    if (LLVMTargetMachineEmitToMemoryBuffer(tm, m, LLVMAssemblyFile, &msg, &mb)) {
+      diag_error(c, SRCLOC_NONE, NULL, "cannot emit assembly: %s", msg ? msg : "?");
+    } else {
+      fwrite(LLVMGetBufferStart(mb), 1, LLVMGetBufferSize(mb), out);
+      LLVMDisposeMemoryBuffer(mb);
+    }
+    LLVMDisposeMessage(msg);
+  }
+  LLVMDisposeModule(m);
+  LLVMContextDispose(cx);
+  LLVMDisposeTargetMachine(tm);
+  cg_plan_free(&plan);
+}
+
+void cg_dump(Ctx *c, Program *p, const char *stage, const CgOptions *o, FILE *out) {
+  CgOptions def;
+  if (!o) {
+    cg_options_default(&def);
+    o = &def;
+  }
+  if (!strcmp(stage, "opt") || !strcmp(stage, "sched")) {
+    CgPlan plan;
+    if (cg_plan(c, p, o, &plan)) return;
+    for (int i = 0; i < plan.n; i++) {
+      if (stage[0] == 'o') ir_print(plan.g[i], p, out);
+      else sched_print(plan.s[i], out);
+    }
+    cg_plan_free(&plan);
+  } else if (!strcmp(stage, "llvm") || !strcmp(stage, "asm")) {
+    dump_module(c, p, o, stage[0] == 'a', out);
+  } else {
+    diag_error(c, SRCLOC_NONE, "stages: opt, sched, llvm, asm", "unknown dump stage '%s'", stage);
+  }
+}

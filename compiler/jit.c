@@ -50,6 +50,7 @@ typedef struct {
   int64_t ws_bytes;
   ffi_cif cif;
   ffi_type **types;
+  void **av; /* libffi's argument pointers, prepared once: a call allocates nothing */
   int nargs;
 } JitEntry;
 
@@ -176,6 +177,7 @@ static int setup_entry(CgJit *j, int i) {
   en->wrapper = (GrEntryFn)w;
   en->nargs = en->g->ninputs + j->p->nparams + en->g->noutputs + 2;
   en->types = malloc((size_t)en->nargs * sizeof *en->types);
+  en->av = malloc((size_t)en->nargs * sizeof *en->av);
   for (int k = 0; k < en->nargs; k++) en->types[k] = &ffi_type_pointer;
   if (ffi_prep_cif(&en->cif, FFI_DEFAULT_ABI, (unsigned)en->nargs, &ffi_type_void, en->types) != FFI_OK) {
     diag_error(j->ctx, SRCLOC_NONE, NULL, "libffi cannot prepare a call with %d arguments", en->nargs);
@@ -273,12 +275,11 @@ int cg_jit_call(CgJit *j, const char *entry, void **args, uint64_t seed, uint64_
   GrRunCtx rc = {seed, step, j->pool};
   const GrRunCtx *rcp = &rc;
   int n = e->nargs;
-  void *stackv[64], **av = n <= 64 ? stackv : malloc((size_t)n * sizeof *av);
+  void **av = e->av;
   for (int i = 0; i < n - 2; i++) av[i] = &args[i];
   av[n - 2] = &e->ws;
   av[n - 1] = &rcp;
   ffi_call(&e->cif, FFI_FN(e->flat), NULL, av);
-  if (av != stackv) free(av);
   return 0;
 }
 
@@ -337,6 +338,7 @@ void cg_jit_free(CgJit *j) {
   for (int i = 0; i < j->ne; i++) {
     gr_free(j->e[i].ws);
     free(j->e[i].types);
+    free(j->e[i].av);
   }
   free(j->e);
   if (j->jit) LLVMOrcDisposeLLJIT(j->jit);

@@ -603,8 +603,34 @@ START_TEST(aot_object_matches_jit) {
   ck_assert_int_eq(cg_build_executable(&c.t.ctx, p, &o, exe), 0);
   snprintf(cmd, sizeof cmd, "%s info | grep -q 'graph hash  %s'", exe, hash);
   ck_assert_msg(sh(cmd) == 0, "%s info did not print the graph hash", exe);
+  snprintf(cmd, sizeof cmd, "ldd %s | grep -qi llvm", exe);
+  ck_assert_msg(sh(cmd) != 0, "the executable loads LLVM");
   tu_rmtree(dir);
   free(dir);
+  g_free(&c);
+}
+END_TEST
+
+START_TEST(dumps) {
+  G c;
+  g_init(&c);
+  build_mlp(&c, DT_F32, 16);
+  static const char *const stages[] = {"opt", "sched", "llvm", "asm"};
+  static const char *const marks[] = {"= matmul", "gemm", "define void @test(", "cblas_sgemm"};
+  for (int i = 0; i < 4; i++) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    CgOptions o;
+    cg_options_default(&o);
+    cg_dump(&c.t.ctx, &c.t.prog, stages[i], &o, f);
+    fclose(f);
+    ck_assert_msg(strstr(buf, marks[i]), "dump --stage=%s lacks '%s'", stages[i], marks[i]);
+    free(buf);
+  }
+  ck_assert(!ctx_failed(&c.t.ctx));
+  cg_dump(&c.t.ctx, &c.t.prog, "nope", NULL, stderr);
+  ck_assert(ctx_failed(&c.t.ctx));
   g_free(&c);
 }
 END_TEST
@@ -702,6 +728,7 @@ int main(void) {
   tcase_add_test(tp, gradients);
   tcase_add_test(tp, threads_bit_identical);
   tcase_add_test(tp, aot_object_matches_jit);
+  tcase_add_test(tp, dumps);
   tcase_add_test(tp, pass_contracts);
   tcase_add_test(tp, memory_plan);
   suite_add_tcase(s, tp);
