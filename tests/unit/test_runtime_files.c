@@ -199,7 +199,7 @@ END_TEST
 
 START_TEST(idx_malformed) {
   char *dir = tu_tmpdir(), path[600], err[512];
-  unsigned char good[16] = {0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0, 0, 3}, px[40] = {0};
+  unsigned char good[16] = {0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0, 0, 3}, px[64] = {0};
   struct {
     unsigned char hdr[16];
     size_t nh, nd;
