@@ -451,6 +451,7 @@ typedef struct {
   void *ws;
   float *x, *loss;
   int32_t *labels;
+  void **outs; /* loss, then one gradient per parameter (allocated once) */
 } TrainIO;
 
 static int check_loss_grad(const GrModuleInfo *m, const GrEntryInfo *e, GrData *d, TrainIO *io) {
@@ -477,16 +478,21 @@ static int check_loss_grad(const GrModuleInfo *m, const GrEntryInfo *e, GrData *
   return 0;
 }
 
-static int train_io_alloc(TrainIO *io) {
+static int train_io_alloc(TrainIO *io, const GrState *s) {
+  io->outs = calloc((size_t)s->np + 1, sizeof *io->outs);
   io->ws = gr_alloc((size_t)(io->e->workspace_bytes > 0 ? io->e->workspace_bytes : 64));
   io->x = gr_alloc((size_t)(io->B * io->row) * 4 + 4);
   io->labels = gr_alloc((size_t)io->B * 4 + 4);
   io->loss = gr_alloc(64);
-  return io->ws && io->x && io->labels && io->loss ? 0 : -1;
+  if (!io->outs || !io->ws || !io->x || !io->labels || !io->loss) return -1;
+  io->outs[0] = io->loss;
+  for (int i = 0; i < s->np; i++) io->outs[1 + i] = s->g[i];
+  return 0;
 }
 
 static void train_io_free(TrainIO *io) {
   gr_free(io->ws), gr_free(io->x), gr_free(io->labels), gr_free(io->loss);
+  free(io->outs);
 }
 
 static int open_data(GrOpts *o, const char *src, int eval, GrData *d) {
@@ -507,12 +513,7 @@ static int train_step(GrState *s, GrOpts *o, TrainIO *io, GrData *d, const GrRun
     return -1;
   }
   void *in[2] = {io->x, io->labels};
-  void **outs = malloc((size_t)(1 + s->np) * sizeof *outs);
-  if (!outs) return -1;
-  outs[0] = io->loss;
-  for (int i = 0; i < s->np; i++) outs[1 + i] = s->g[i];
-  gr_call_entry(io->e, s->m, in, (void *const *)s->w, outs, io->ws, &rc);
-  free(outs);
+  gr_call_entry(io->e, s->m, in, (void *const *)s->w, io->outs, io->ws, &rc);
   *grad_norm = gr_grad_norm(s->g, s->numel, s->np);
   if (!isfinite(*io->loss) || !isfinite(*grad_norm)) return 1;
   gr_clip_scale(s->g, s->numel, s->np, *grad_norm, o->clip);
@@ -605,7 +606,7 @@ static int cmd_train(GrOpts *o) {
     return 1;
   }
   if (check_loss_grad(m, e, &d, &io) == 0) {
-    if (train_io_alloc(&io)) fail("out of memory (workspace %lld bytes)", (long long)e->workspace_bytes);
+    if (train_io_alloc(&io, &s)) fail("out of memory (workspace %lld bytes)", (long long)e->workspace_bytes);
     else {
       GrPool *pool = gr_pool_create(o->threads);
       rc = train_loop(&s, o, &io, &d, pool);
