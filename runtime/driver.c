@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -529,6 +530,16 @@ static int train_step(GrState *s, GrOpts *o, TrainIO *io, GrData *d, const GrRun
   return 0;
 }
 
+/* Ctrl-C (SIGINT) or SIGTERM during training: finish the current step, write a
+ * checkpoint, exit 130. A signal handler can only talk through a global flag; this is
+ * the one piece of global state in the runtime, set by the handler, read by the loop. */
+static volatile sig_atomic_t gr_stop_requested;
+
+static void on_stop_signal(int sig) {
+  (void)sig;
+  gr_stop_requested = 1;
+}
+
 static int train_loop(GrState *s, GrOpts *o, TrainIO *io, GrData *d, GrPool *pool) {
   char err[1024];
   int64_t stop = o->until > 0 && o->until < o->steps ? o->until : o->steps;
@@ -556,12 +567,19 @@ static int train_loop(GrState *s, GrOpts *o, TrainIO *io, GrData *d, GrPool *poo
       since = s->step;
       t_last = now;
     } else gr_log_progress(&lg, &row);
-    if (s->step % o->ckpt_every == 0 || s->step == stop) {
+    int interrupted = gr_stop_requested != 0;
+    if (s->step % o->ckpt_every == 0 || s->step == stop || interrupted) {
       if (save_ckpt(s, o, err, sizeof err)) {
         rcode = fail("%s", err);
         break;
       }
       last_ckpt = s->step;
+    }
+    if (interrupted) {
+      gr_log_close(&lg);
+      fprintf(stderr, "interrupted at step %lld; checkpoint written to %s (continue with --resume)\n",
+              (long long)s->step, o->ckpt);
+      return 130;
     }
   }
   gr_log_close(&lg);
@@ -609,7 +627,16 @@ static int cmd_train(GrOpts *o) {
     if (train_io_alloc(&io, &s)) fail("out of memory (workspace %lld bytes)", (long long)e->workspace_bytes);
     else {
       GrPool *pool = gr_pool_create(o->threads);
+      struct sigaction sa, old_int, old_term;
+      memset(&sa, 0, sizeof sa);
+      sa.sa_handler = on_stop_signal;
+      sigemptyset(&sa.sa_mask);
+      gr_stop_requested = 0;
+      sigaction(SIGINT, &sa, &old_int);
+      sigaction(SIGTERM, &sa, &old_term);
       rc = train_loop(&s, o, &io, &d, pool);
+      sigaction(SIGINT, &old_int, NULL);
+      sigaction(SIGTERM, &old_term, NULL);
       gr_pool_destroy(pool);
       if (rc == 0 && !o->quiet)
         printf("trained to step %lld; checkpoint %s\n", (long long)s.step, o->ckpt);

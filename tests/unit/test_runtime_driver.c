@@ -220,6 +220,19 @@ START_TEST(nonfinite_loss_stops) {
 }
 END_TEST
 
+START_TEST(interrupt_checkpoints_and_resumes) {
+  capture_stderr();
+  ck_assert_int_eq(run(FAKE_SIGINT_AT_3, "train", "--steps", "20", "--ckpt", "@a.safetensors", "--quiet", NULL), 130);
+  char *e = captured();
+  ck_assert_msg(strstr(e, "interrupted at step 4"), "%s", e);
+  free(e);
+  /* resuming the interrupted run gives the uninterrupted result */
+  ck_assert_int_eq(run(FAKE_PLAIN, "train", "--steps", "20", "--resume", "--ckpt", "@a.safetensors", "--quiet", NULL), 0);
+  ck_assert_int_eq(run(FAKE_PLAIN, "train", "--steps", "20", "--ckpt", "@b.safetensors", "--quiet", NULL), 0);
+  ck_assert(same_file("a.safetensors", "b.safetensors"));
+}
+END_TEST
+
 START_TEST(data_matches_training_stream) {
   ck_assert_int_eq(run(FAKE_PLAIN, "data", "-n", "100", "--out", "@d.npy", "--seed", "3", "--quiet", NULL), 0);
   char path[600], err[512];
@@ -355,6 +368,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, corrupt_checkpoint_refused);
   tcase_add_test(tc, unwritable_paths);
   tcase_add_test(tc, nonfinite_loss_stops);
+  tcase_add_test(tc, interrupt_checkpoints_and_resumes);
   tcase_add_test(tc, data_matches_training_stream);
   tcase_add_test(tc, sample_and_eval);
   tcase_add_test(tc, gradcheck_paths);

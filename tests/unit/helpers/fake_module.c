@@ -1,5 +1,6 @@
 /* fake_module.c: see fake_module.h. Shapes: x [B, 2], W [2, 2], b [2]. */
 #include <math.h>
+#include <signal.h>
 #include <string.h>
 
 #include "fake_module.h"
@@ -95,6 +96,10 @@ static void e_loss(void **a, void *ws, const GrRunCtx *rc) { fake_loss_core(a, w
 static void e_loss_grad64(void **a, void *ws, const GrRunCtx *rc) { fake_loss_core(a, ws, rc, 1, 1, 0, 1); }
 static void e_loss64(void **a, void *ws, const GrRunCtx *rc) { fake_loss_core(a, ws, rc, 1, 0, 0, 1); }
 static void e_loss_grad_nan(void **a, void *ws, const GrRunCtx *rc) { fake_loss_core(a, ws, rc, 0, 1, 1, 1); }
+static void e_loss_grad_int(void **a, void *ws, const GrRunCtx *rc) {
+  fake_loss_core(a, ws, rc, 0, 1, 0, 1);
+  if (rc->step == 3) raise(SIGINT);
+}
 static void e_loss_grad_bad(void **a, void *ws, const GrRunCtx *rc) { fake_loss_core(a, ws, rc, 0, 1, 0, 1.5); }
 
 /* args: x, t, s, W, b, out: out = x + (s - t)(x W + b) */
@@ -125,7 +130,8 @@ static void e_sample(void **a, void *ws, const GrRunCtx *rc) {
 
 void fake_module_make(GrModuleInfo *m, GrEntryInfo *en, FakeVariant v) {
   int n = 0;
-  GrEntryFn lg = v == FAKE_NAN_AT_5 ? e_loss_grad_nan : v == FAKE_BAD_GRAD ? e_loss_grad_bad : e_loss_grad;
+  GrEntryFn lg = v == FAKE_NAN_AT_5 ? e_loss_grad_nan : v == FAKE_BAD_GRAD ? e_loss_grad_bad
+               : v == FAKE_SIGINT_AT_3 ? e_loss_grad_int : e_loss_grad;
   if (v == FAKE_LABELS) en[n++] = (GrEntryInfo){"loss_grad", 2, 3, in_xl, out_lg, WS, 1000, e_loss_grad_labels};
   else en[n++] = (GrEntryInfo){"loss_grad", 1, 3, in_x, out_lg, WS, 1000, lg};
   en[n++] = (GrEntryInfo){"loss", 1, 1, in_x, out_lg, WS, 500, e_loss};
