@@ -38,6 +38,7 @@ typedef struct {
   double t0;     /* wall-clock start (seconds) */
   int64_t step0; /* first step of this run (resume) */
   int bar_drawn;
+  double last_draw; /* the bar is redrawn at most 10 times a second */
 } GrLog;
 
 typedef struct {
