@@ -62,7 +62,8 @@ int gr_png_write(const char *path, const uint8_t *pix, int w, int h, int channel
                  char *err, size_t nerr);
 /* Scatter plot of n 2-D points (x[i*2], x[i*2+1]) with axes and tick labels. */
 int gr_png_scatter(const char *path, const float *xy, int64_t n, char *err, size_t nerr);
-/* Grid of up to 100 images of ih x iw pixels (values in [-1, 1], gray). */
+/* Grid of up to 100 images of ih x iw pixels (values in [-1, 1], gray; images smaller
+ * than 64 pixels are drawn at 2x). */
 int gr_png_grid(const char *path, const float *imgs, int64_t n, int ih, int iw, char *err,
                 size_t nerr);
 

@@ -324,9 +324,11 @@ START_TEST(png_round_trip) {
   ck_assert(gr_png_grid(path, imgs, 5, 4, 4, err, sizeof err) == 0);
   d = png_decode(path, &w, &h, &ch);
   ck_assert_ptr_nonnull(d);
-  ck_assert(w == 3 * 6 + 2 && h == 2 * 6 + 2 && ch == 1);
+  ck_assert(w == 3 * 10 + 2 && h == 2 * 10 + 2 && ch == 1); /* 4x4 drawn at 2x + 2 gap */
   ck_assert_int_eq(d[2 * w + 2], 0);     /* first image, black */
-  ck_assert_int_eq(d[2 * w + 8], 255);   /* second image, white */
+  ck_assert_int_eq(d[9 * w + 9], 0);
+  ck_assert_int_eq(d[2 * w + 12], 255);  /* second image, white */
+  ck_assert_int_eq(d[2 * w + 10], 128);  /* gap */
   free(d);
   ck_assert(gr_png_write("/nonexistent/a.png", pix, 3, 2, 3, err, sizeof err) != 0);
   ck_assert_msg(strstr(err, "/nonexistent/a.png"), "%s", err);
