@@ -97,12 +97,11 @@ static const char *const_str(const Program *p, const char *name) {
   return NULL;
 }
 
-/* Compiles graph `file` small, runs loss_grad and (if present) sample. */
-static void check_graph(const char *file, int has_sample) {
-  static const Define small[] = {{"B", "16"}, {"NS", "8"}, {"hidden", "16"}, {"depth", "2"}};
+/* Compiles graph `file` with the overrides d, runs loss_grad and (if present) sample. */
+static void check_graph_defs(const char *file, int has_sample, const Define *d, int nd) {
   Prog pg;
   char err[256];
-  prog_open(&pg, file, small, has_sample ? 4 : 2);
+  prog_open(&pg, file, d, nd);
   int found;
   ck_assert_msg(const_str(&pg.p, "data") != NULL, "%s: no `const data`", file);
   ck_assert_msg(const_str(&pg.p, "optimizer") != NULL, "%s: no `const optimizer`", file);
@@ -145,6 +144,12 @@ static void check_graph(const char *file, int has_sample) {
   prog_close(&pg);
 }
 
+/* ... at a small size (B = 16, NS = 8, 2 hidden layers of 16). */
+static void check_graph(const char *file, int has_sample) {
+  static const Define small[] = {{"B", "16"}, {"NS", "8"}, {"hidden", "16"}, {"depth", "2"}};
+  check_graph_defs(file, has_sample, small, has_sample ? 4 : 2);
+}
+
 START_TEST(graph_imm_2d) { check_graph("graphs/imm_2d.grad", 1); }
 END_TEST
 START_TEST(graph_imm_2d_no_s) { check_graph("graphs/imm_2d_no_s.grad", 1); }
@@ -156,6 +161,16 @@ END_TEST
 START_TEST(graph_imm_fashion) { check_graph("graphs/imm_fashion.grad", 1); }
 END_TEST
 START_TEST(graph_fashion_classifier) { check_graph("graphs/fashion_classifier.grad", 0); }
+END_TEST
+
+/* Every switch of imm_2d flipped at once: cosine schedule, Simple-EDM map, t - s input,
+ * U-statistic. The derived training step must still be finite and reach every weight. */
+START_TEST(graph_imm_2d_switches) {
+  static const Define d[] = {{"B", "16"}, {"NS", "8"}, {"hidden", "16"}, {"depth", "2"},
+                             {"sched", "cosine"}, {"map", "edm"}, {"s_input", "gap"},
+                             {"stat", "U"}, {"T", "0.996"}};
+  check_graph_defs("graphs/imm_2d.grad", 1, d, 9);
+}
 END_TEST
 
 /* The no-s ablation is one flag: its network has no s branch, so fewer parameters. */
@@ -295,6 +310,7 @@ static Suite *graphs_suite(void) {
   tcase_add_test(tc, graph_fm_2d);
   tcase_add_test(tc, graph_imm_fashion);
   tcase_add_test(tc, graph_fashion_classifier);
+  tcase_add_test(tc, graph_imm_2d_switches);
   tcase_add_test(tc, no_s_has_no_s_branch);
   suite_add_tcase(s, tc);
   TCase *lc = tcase_create("learn");
