@@ -32,4 +32,15 @@ int ad_jvp(Graph *g, int nwrt, const ValId *wrt, const ValId *tangents, int ny, 
  * gradient per program parameter (named "grad:<param name>"). NULL after a diagnostic. */
 Graph *ad_grad_entry(Program *p, const Graph *loss);
 
+/* ad_vjp / ad_jvp with the Program known, so that a diagnostic about an EXTERN call on
+ * the path can name the C function (the plain versions say '?'). */
+int ad_vjp_in(const Program *p, Graph *g, ValId y, ValId cot, int nwrt, const ValId *wrt,
+              ValId *grads, SrcLoc loc);
+int ad_jvp_in(const Program *p, Graph *g, int nwrt, const ValId *wrt, const ValId *tangents,
+              int ny, const ValId *ys, ValId *out, SrcLoc loc);
+
+/* 1 when op has both a VJP and a JVP rule (every op except leaves, F_ZEROGRAD and
+ * F_NODIFF ops must; tests/unit/test_autodiff.c walks ops.def). */
+int ad_has_rules(Op op);
+
 #endif

@@ -18,6 +18,9 @@
 int interp_run(const Graph *g, const Program *p, const GrTensor *inputs, const GrTensor *params,
                GrTensor *outputs, uint64_t seed, uint64_t step, char *err, size_t nerr);
 
+/* 1 if the interpreter has a kernel for op (the op-table test walks every op). */
+int interp_has_kernel(Op op);
+
 /* Allocates and initializes every parameter of p from seed (gr_init_param). */
 int interp_init_params(const Program *p, uint64_t seed, GrTensor *params);
 

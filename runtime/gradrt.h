@@ -115,7 +115,10 @@ void gr_tensor_free(GrTensor *t);
 
 /* ---- parameters ------------------------------------------------------------------------- */
 /* Fills buf (dtype/shape of info) with the initializer, from (seed, index of the param).
- * Deterministic: uses the Philox stream 0x5EED0000 + param_index. */
+ * Deterministic: uses the Philox stream 0x5EED0000 + param_index; element i (flat C order)
+ * uses counter i at step 0. Values are computed in double, then rounded to the dtype:
+ * normal a * gr_normal_f64; uniform a + (b - a) * u with u = gr_uniform_f32 for f32
+ * params, gr_uniform_f64 otherwise; glorot/he as in docs/interpreter.md. */
 void gr_init_param(const GrTensorInfo *info, int param_index, uint64_t seed, void *buf);
 
 /* ---- the training executable's main() ----------------------------------------------------- */
