@@ -244,6 +244,7 @@ START_TEST(special_values) {
       Op op = cs[k].op;
       case_run(&c, op_info[op].kind == K_UNARY ? ir_unary(c.t.g, op, a, L) : ir_binary(c.t.g, op, a, b, L));
       double got = tu_get(&c.out[0], 0), w = cs[k].want;
+      if (op == OP_SIGN && cs[k].a == 0) ck_assert(!!signbit(got) == !!signbit(cs[k].a)); /* +-0 kept */
       ck_assert_msg(isnan(w) ? isnan(got) : fabs(got - w) <= tol(dt) * (1 + fabs(w)),
                     "%s(%g, %g) %s: got %.17g want %.17g", op_name(op), cs[k].a, cs[k].b, dtype_name(dt), got, w);
       case_free(&c);
@@ -483,6 +484,15 @@ static void t_reduce(Op op, DType dt) {
   c.nin = 1;
   case_run(&c, ir_reduce(c.t.g, op, x, 1, L));
   ck_assert(isnan(tu_get(&c.out[0], 0)));
+  case_free(&c);
+  /* an empty reduction gives the identity: 0, -inf, +inf */
+  case_init(&c);
+  x = tu_input(&c.t, "x", dt, TU_SHAPE(0, 3));
+  c.in[0] = tu_tensor(dt, TU_SHAPE(0, 3));
+  c.nin = 1;
+  case_run(&c, ir_reduce(c.t.g, op, x, 1, L));
+  for (int i = 0; i < 3; i++)
+    ck_assert(tu_get(&c.out[0], i) == (op == OP_SUM ? 0 : op == OP_RMAX ? -INFINITY : INFINITY));
   case_free(&c);
 }
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "gradrt.h"
 #include "philox.h"
@@ -224,6 +225,14 @@ START_TEST(io_errors) {
   ck_assert_int_eq(gr_npy_read("/nonexistent/x.npy", &r, err, sizeof err), -1);
   ck_assert(strstr(err, "/nonexistent/x.npy") && strstr(err, "cannot open"));
   ck_assert_int_eq(gr_npy_read("/tmp", &r, err, sizeof err), -1); /* a folder */
+  ck_assert(strstr(err, "not a regular file"));
+  char *dir = tu_tmpdir(), fifo[512];
+  snprintf(fifo, sizeof fifo, "%s/pipe.npy", dir);
+  ck_assert(mkfifo(fifo, 0600) == 0);
+  ck_assert_int_eq(gr_npy_read(fifo, &r, err, sizeof err), -1); /* must not block */
+  ck_assert(strstr(err, "not a regular file"));
+  tu_rmtree(dir);
+  free(dir);
   ck_assert_int_eq(gr_npy_write("/nonexistent/dir/x.npy", &t, err, sizeof err), -1);
   ck_assert(strstr(err, "/nonexistent/dir/x.npy"));
   GrTensor bad = t;

@@ -1,0 +1,214 @@
+/* metrics.c: how close are generated samples to held-out data?
+ *
+ * Three sample-based distances, all on flattened rows, accumulated in f64 in a fixed
+ * order (so `prog eval` prints the same digits every run):
+ *   energy distance  2 E|X - Y| - E|X - X'| - E|Y - Y'| (V-statistics: exactly 0 for
+ *                    identical sets, > 0 otherwise; Szekely & Rizzo)
+ *   MMD^2, RBF       E k(X,X') + E k(Y,Y') - 2 E k(X,Y), k = exp(-|a-b|^2 / (2 h^2));
+ *                    the driver picks h as multiples of the data's median distance
+ *   sliced W2^2      mean over random unit directions of the 1-D squared Wasserstein-2
+ *                    distance between the sorted projections (equal sample sizes); for
+ *                    two Gaussians shifted by delta in d dimensions it is |delta|^2 / d.
+ * and the Frechet distance between two Gaussians (for feature statistics):
+ *   |mu1 - mu2|^2 + tr(C1 + C2 - 2 (C1^1/2 C2 C1^1/2)^1/2), via Jacobi eigensolves.
+ * The pairwise sums are O(n m d); fine for the few thousand points eval uses.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt.h"
+
+static double row_dist2(const float *a, const float *b, int64_t d) {
+  double s = 0;
+  for (int64_t k = 0; k < d; k++) {
+    double t = (double)a[k] - (double)b[k];
+    s += t * t;
+  }
+  return s;
+}
+
+/* mean over all pairs (i, j) of f(|x_i - y_j|^2) */
+static double pair_mean(const float *x, int64_t n, const float *y, int64_t m, int64_t d,
+                        int rbf, double h) {
+  double s = 0, inv = rbf ? 1.0 / (2 * h * h) : 0;
+  for (int64_t i = 0; i < n; i++) {
+    double r = 0;
+    for (int64_t j = 0; j < m; j++) {
+      double q = row_dist2(x + i * d, y + j * d, d);
+      r += rbf ? exp(-q * inv) : sqrt(q);
+    }
+    s += r;
+  }
+  return s / ((double)n * (double)m);
+}
+
+double gr_energy_distance(const float *x, int64_t n, const float *y, int64_t m, int64_t d) {
+  double e = 2 * pair_mean(x, n, y, m, d, 0, 0) - pair_mean(x, n, x, n, d, 0, 0) -
+             pair_mean(y, m, y, m, d, 0, 0);
+  return e < 0 && e > -1e-12 ? 0 : e;
+}
+
+double gr_mmd_rbf(const float *x, int64_t n, const float *y, int64_t m, int64_t d, double h) {
+  double e = pair_mean(x, n, x, n, d, 1, h) + pair_mean(y, m, y, m, d, 1, h) -
+             2 * pair_mean(x, n, y, m, d, 1, h);
+  return e < 0 && e > -1e-12 ? 0 : e;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+double gr_median_dist(const float *y, int64_t m, int64_t d) {
+  /* at most 1000 rows: the median of ~500k distances is plenty */
+  int64_t k = m < 1000 ? m : 1000;
+  int64_t np = k * (k - 1) / 2;
+  if (np <= 0) return 1;
+  double *v = malloc((size_t)np * sizeof *v);
+  if (!v) return 1;
+  int64_t c = 0;
+  for (int64_t i = 0; i < k; i++)
+    for (int64_t j = i + 1; j < k; j++) v[c++] = sqrt(row_dist2(y + i * d, y + j * d, d));
+  qsort(v, (size_t)np, sizeof *v, cmp_double);
+  double med = v[np / 2];
+  free(v);
+  return med > 0 ? med : 1;
+}
+
+double gr_sliced_w2(const float *x, const float *y, int64_t n, int64_t d, int ndir,
+                    uint64_t seed) {
+  double *dir = malloc((size_t)d * sizeof *dir), *px = malloc((size_t)n * sizeof *px),
+         *py = malloc((size_t)n * sizeof *py);
+  double total = 0;
+  if (!dir || !px || !py) {
+    free(dir), free(px), free(py);
+    return NAN;
+  }
+  for (int k = 0; k < ndir; k++) {
+    double nrm = 0;
+    for (int64_t j = 0; j < d; j++) {
+      dir[j] = gr_normal_f64(seed, (uint64_t)k, GR_STREAM_SW, (uint64_t)j);
+      nrm += dir[j] * dir[j];
+    }
+    nrm = sqrt(nrm);
+    for (int64_t j = 0; j < d; j++) dir[j] /= nrm;
+    for (int64_t i = 0; i < n; i++) {
+      double a = 0, b = 0;
+      for (int64_t j = 0; j < d; j++) {
+        a += dir[j] * x[i * d + j];
+        b += dir[j] * y[i * d + j];
+      }
+      px[i] = a;
+      py[i] = b;
+    }
+    qsort(px, (size_t)n, sizeof *px, cmp_double);
+    qsort(py, (size_t)n, sizeof *py, cmp_double);
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (px[i] - py[i]) * (px[i] - py[i]);
+    total += s / (double)n;
+  }
+  free(dir), free(px), free(py);
+  return total / ndir;
+}
+
+void gr_mean_cov(const float *x, int64_t n, int d, double *mu, double *cov) {
+  memset(mu, 0, (size_t)d * sizeof *mu);
+  memset(cov, 0, (size_t)d * (size_t)d * sizeof *cov);
+  for (int64_t i = 0; i < n; i++)
+    for (int j = 0; j < d; j++) mu[j] += x[i * d + j];
+  for (int j = 0; j < d; j++) mu[j] /= (double)n;
+  for (int64_t i = 0; i < n; i++)
+    for (int a = 0; a < d; a++)
+      for (int b = a; b < d; b++)
+        cov[a * d + b] += ((double)x[i * d + a] - mu[a]) * ((double)x[i * d + b] - mu[b]);
+  for (int a = 0; a < d; a++)
+    for (int b = a; b < d; b++) cov[b * d + a] = cov[a * d + b] /= (double)(n > 1 ? n - 1 : 1);
+}
+
+/* Symmetric eigen-decomposition by cyclic Jacobi: a [d, d] (destroyed) -> w [d], v [d, d]
+ * (columns are eigenvectors). */
+static void jacobi(double *a, int d, double *w, double *v) {
+  for (int i = 0; i < d; i++)
+    for (int j = 0; j < d; j++) v[i * d + j] = i == j;
+  for (int sweep = 0; sweep < 100; sweep++) {
+    double off = 0;
+    for (int i = 0; i < d; i++)
+      for (int j = i + 1; j < d; j++) off += a[i * d + j] * a[i * d + j];
+    if (off < 1e-30) break;
+    for (int p = 0; p < d; p++)
+      for (int q = p + 1; q < d; q++) {
+        double apq = a[p * d + q];
+        if (fabs(apq) < 1e-300) continue;
+        double th = (a[q * d + q] - a[p * d + p]) / (2 * apq);
+        double t = (th >= 0 ? 1 : -1) / (fabs(th) + sqrt(th * th + 1));
+        double c = 1 / sqrt(t * t + 1), s = t * c;
+        for (int k = 0; k < d; k++) {
+          double akp = a[k * d + p], akq = a[k * d + q];
+          a[k * d + p] = c * akp - s * akq;
+          a[k * d + q] = s * akp + c * akq;
+        }
+        for (int k = 0; k < d; k++) {
+          double apk = a[p * d + k], aqk = a[q * d + k];
+          a[p * d + k] = c * apk - s * aqk;
+          a[q * d + k] = s * apk + c * aqk;
+        }
+        for (int k = 0; k < d; k++) {
+          double vkp = v[k * d + p], vkq = v[k * d + q];
+          v[k * d + p] = c * vkp - s * vkq;
+          v[k * d + q] = s * vkp + c * vkq;
+        }
+      }
+  }
+  for (int i = 0; i < d; i++) w[i] = a[i * d + i];
+}
+
+/* out = V f(W) V^T for symmetric c, f = sqrt of max(w, 0). */
+static int sym_sqrt(const double *c, int d, double *out) {
+  size_t dd = (size_t)d * (size_t)d;
+  double *a = malloc(dd * sizeof *a), *v = malloc(dd * sizeof *v), *w = malloc((size_t)d * sizeof *w);
+  if (!a || !v || !w) {
+    free(a), free(v), free(w);
+    return -1;
+  }
+  memcpy(a, c, dd * sizeof *a);
+  jacobi(a, d, w, v);
+  for (int i = 0; i < d; i++)
+    for (int j = 0; j < d; j++) {
+      double s = 0;
+      for (int k = 0; k < d; k++) s += v[i * d + k] * sqrt(w[k] > 0 ? w[k] : 0) * v[j * d + k];
+      out[i * d + j] = s;
+    }
+  free(a), free(v), free(w);
+  return 0;
+}
+
+double gr_frechet(const double *mu1, const double *c1, const double *mu2, const double *c2,
+                  int d) {
+  size_t dd = (size_t)d * (size_t)d;
+  double *s1 = malloc(dd * sizeof *s1), *m = malloc(dd * sizeof *m), *t = malloc(dd * sizeof *t);
+  double r = -1;
+  if (!s1 || !m || !t || sym_sqrt(c1, d, s1)) goto out;
+  /* m = s1 c2 s1 (symmetric) */
+  for (int i = 0; i < d; i++)
+    for (int j = 0; j < d; j++) {
+      double s = 0;
+      for (int k = 0; k < d; k++) s += c2[i * d + k] * s1[k * d + j];
+      t[i * d + j] = s;
+    }
+  for (int i = 0; i < d; i++)
+    for (int j = 0; j < d; j++) {
+      double s = 0;
+      for (int k = 0; k < d; k++) s += s1[i * d + k] * t[k * d + j];
+      m[i * d + j] = s;
+    }
+  if (sym_sqrt(m, d, t)) goto out;
+  r = 0;
+  for (int i = 0; i < d; i++) {
+    r += (mu1[i] - mu2[i]) * (mu1[i] - mu2[i]);
+    r += c1[i * d + i] + c2[i * d + i] - 2 * t[i * d + i];
+  }
+out:
+  free(s1), free(m), free(t);
+  return r;
+}

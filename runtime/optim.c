@@ -1,0 +1,133 @@
+/* optim.c: the optimizers, learning-rate schedules, clipping and EMA of gradc's trainer.
+ *
+ * Each update follows the PyTorch definitions (so a graph trained here and there uses the
+ * same hyper-parameters for the same effect):
+ *   SGD    buf = momentum * buf + (g + wd * w);         w -= lr * buf
+ *   Adam   g' = g + wd * w (L2);  m = b1 m + (1 - b1) g';  v = b2 v + (1 - b2) g'^2
+ *          w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+ *   AdamW  w -= lr * wd * w (decoupled), then Adam with wd = 0
+ *   RAdam  (Liu et al. 2020) rho_inf = 2 / (1 - b2) - 1,
+ *          rho_t = rho_inf - 2 t b2^t / (1 - b2^t); when rho_t > 5 the adaptive step
+ *          mhat * r * sqrt(1 - b2^t) / (sqrt(v) + eps) with the rectification
+ *          r = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t)),
+ *          else the un-adapted mhat (SGD with momentum); wd as L2, as PyTorch's RAdam.
+ * Per element the arithmetic is f64, rounded to f32 once per stored value, so the unit
+ * tests can compute expected values independently in f64 and compare tightly.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "optim.h"
+
+static const char *const opt_names[] = {"sgd", "adam", "adamw", "radam"};
+static const char *const sched_names[] = {"constant", "cosine", "warmup_cosine"};
+
+int gr_opt_parse(const char *name, GrOptKind *out) {
+  for (int i = 0; i < 4; i++)
+    if (strcmp(name, opt_names[i]) == 0) {
+      *out = (GrOptKind)i;
+      return 0;
+    }
+  return -1;
+}
+
+const char *gr_opt_name(GrOptKind k) { return opt_names[k]; }
+
+int gr_opt_nstate(GrOptKind k) { return k == GR_OPT_SGD ? 1 : 2; }
+
+const char *gr_opt_state_name(GrOptKind k, int i) {
+  if (k == GR_OPT_SGD) return "momentum";
+  return i == 0 ? "adam_m" : "adam_v";
+}
+
+static void sgd_step(const GrOptConfig *c, float *w, const float *g, float *buf, int64_t n,
+                     double lr) {
+  for (int64_t i = 0; i < n; i++) {
+    double gi = (double)g[i] + c->weight_decay * (double)w[i];
+    double b = c->momentum * (double)buf[i] + gi;
+    buf[i] = (float)b;
+    w[i] = (float)((double)w[i] - lr * b);
+  }
+}
+
+/* Adam, AdamW and RAdam share the moment updates. */
+static void adam_step(const GrOptConfig *c, float *w, const float *g, float *m, float *v,
+                      int64_t n, int64_t t, double lr) {
+  double b1 = c->beta1, b2 = c->beta2;
+  double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
+  int decoupled = c->kind == GR_OPT_ADAMW;
+  double rho_inf = 2.0 / (1.0 - b2) - 1.0;
+  double rho_t = rho_inf - 2.0 * (double)t * pow(b2, (double)t) / bc2;
+  double rect = 0;
+  int adaptive = 1;
+  if (c->kind == GR_OPT_RADAM) {
+    adaptive = rho_t > 5.0;
+    if (adaptive)
+      rect = sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf /
+                  ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t));
+  }
+  for (int64_t i = 0; i < n; i++) {
+    double wi = w[i], gi = g[i];
+    if (decoupled) wi -= lr * c->weight_decay * wi;
+    else gi += c->weight_decay * wi;
+    double mi = b1 * (double)m[i] + (1.0 - b1) * gi;
+    double vi = b2 * (double)v[i] + (1.0 - b2) * gi * gi;
+    m[i] = (float)mi;
+    v[i] = (float)vi;
+    double mhat = mi / bc1;
+    if (c->kind != GR_OPT_RADAM) wi -= lr * mhat / (sqrt(vi / bc2) + c->eps);
+    else if (adaptive) wi -= lr * mhat * rect * sqrt(bc2) / (sqrt(vi) + c->eps);
+    else wi -= lr * mhat;
+    w[i] = (float)wi;
+  }
+}
+
+void gr_opt_step(const GrOptConfig *c, float *w, const float *g, float *s0, float *s1,
+                 int64_t n, int64_t t, double lr) {
+  if (c->kind == GR_OPT_SGD) sgd_step(c, w, g, s0, n, lr);
+  else adam_step(c, w, g, s0, s1, n, t, lr);
+}
+
+int gr_sched_parse(const char *name, GrSchedKind *out) {
+  for (int i = 0; i < 3; i++)
+    if (strcmp(name, sched_names[i]) == 0) {
+      *out = (GrSchedKind)i;
+      return 0;
+    }
+  return -1;
+}
+
+const char *gr_sched_name(GrSchedKind k) { return sched_names[k]; }
+
+/* Linear warm-up (any schedule with warmup > 0): lr * (step + 1) / warmup for the first
+ * `warmup` steps. Cosine: from lr down to lr_min over the steps after the warm-up:
+ * lr_min + (lr - lr_min) (1 + cos(pi p)) / 2 with p = (step - warmup) / (total - warmup). */
+double gr_sched_lr(const GrSchedule *s, int64_t step) {
+  if (s->warmup > 0 && step < s->warmup) return s->lr * (double)(step + 1) / (double)s->warmup;
+  if (s->kind == GR_SCHED_CONSTANT) return s->lr;
+  int64_t span = s->total - s->warmup;
+  if (span <= 0) return s->lr_min;
+  double p = (double)(step - s->warmup) / (double)span;
+  if (p > 1) p = 1;
+  return s->lr_min + (s->lr - s->lr_min) * 0.5 * (1.0 + cos(M_PI * p));
+}
+
+double gr_grad_norm(float *const *g, const int64_t *n, int count) {
+  double s = 0;
+  for (int k = 0; k < count; k++)
+    for (int64_t i = 0; i < n[k]; i++) s += (double)g[k][i] * (double)g[k][i];
+  return sqrt(s);
+}
+
+double gr_clip_scale(float *const *g, const int64_t *n, int count, double norm, double clip) {
+  if (!(clip > 0) || !(norm > clip)) return 1.0;
+  double f = clip / norm;
+  for (int k = 0; k < count; k++)
+    for (int64_t i = 0; i < n[k]; i++) g[k][i] = (float)((double)g[k][i] * f);
+  return f;
+}
+
+void gr_ema_update(float *ema, const float *w, int64_t n, double decay) {
+  for (int64_t i = 0; i < n; i++)
+    ema[i] = (float)(decay * (double)ema[i] + (1.0 - decay) * (double)w[i]);
+}

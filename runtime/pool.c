@@ -1,0 +1,141 @@
+/* pool.c: the thread pool behind gr_parallel_for.
+ *
+ * Generated kernels call gr_parallel_for(rc, n, grain, body, env) for every loop worth
+ * splitting. Results must not depend on the thread count (design rule 7), so the split
+ * is fixed and simple: [0, n) is cut into `k` contiguous chunks, chunk i = [i*n/k,
+ * (i+1)*n/k), where k = min(threads, ceil(n / grain)). Every index is processed by
+ * exactly one call of body; a kernel that writes index i only from the call that owns i
+ * (which is what the code generator emits) gives the same bits for any k.
+ *
+ * Chunk 0 runs on the caller; worker w (1..threads-1) runs chunk w. Dispatch is a
+ * generation counter under one mutex: the caller publishes the job, bumps the
+ * generation, broadcasts, runs its chunk, then waits until `pending` reaches zero. A
+ * call made while the pool is already busy (a kernel calling gr_parallel_for from inside
+ * a body, or two threads sharing a pool) does not wait for the pool: it runs inline,
+ * which is correct because the split never affects results.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "rt.h"
+
+struct GrPool {
+  int nthreads; /* including the caller */
+  pthread_t *threads;
+  pthread_mutex_t mu;
+  pthread_cond_t work_cv, done_cv;
+  pthread_mutex_t dispatch; /* held by the caller of a parallel job */
+  uint64_t generation;
+  int pending; /* workers still running the current job */
+  int shutdown;
+  /* the current job */
+  int64_t n, nchunks;
+  void (*body)(void *env, int64_t lo, int64_t hi);
+  void *env;
+};
+
+typedef struct {
+  GrPool *pool;
+  int id; /* 1..nthreads-1 */
+} WorkerArg;
+
+static void run_chunk(GrPool *p, int64_t i) {
+  int64_t lo = (int64_t)((__int128)p->n * i / p->nchunks);
+  int64_t hi = (int64_t)((__int128)p->n * (i + 1) / p->nchunks);
+  if (hi > lo) p->body(p->env, lo, hi);
+}
+
+static void *worker_main(void *arg) {
+  WorkerArg *wa = arg;
+  GrPool *p = wa->pool;
+  int id = wa->id;
+  free(wa);
+  uint64_t seen = 0;
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    while (!p->shutdown && p->generation == seen) pthread_cond_wait(&p->work_cv, &p->mu);
+    if (p->shutdown) break;
+    seen = p->generation;
+    int64_t nchunks = p->nchunks;
+    pthread_mutex_unlock(&p->mu);
+    if (id < nchunks) run_chunk(p, id);
+    pthread_mutex_lock(&p->mu);
+    if (--p->pending == 0) pthread_cond_signal(&p->done_cv);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+GrPool *gr_pool_create(int nthreads) {
+  if (nthreads <= 1) return NULL;
+  GrPool *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->nthreads = nthreads;
+  p->threads = calloc((size_t)nthreads, sizeof *p->threads);
+  if (!p->threads) {
+    free(p);
+    return NULL;
+  }
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_mutex_init(&p->dispatch, NULL);
+  pthread_cond_init(&p->work_cv, NULL);
+  pthread_cond_init(&p->done_cv, NULL);
+  int started = 1;
+  for (int i = 1; i < nthreads; i++) {
+    WorkerArg *wa = malloc(sizeof *wa);
+    if (!wa) break;
+    wa->pool = p;
+    wa->id = i;
+    if (pthread_create(&p->threads[i], NULL, worker_main, wa) != 0) {
+      free(wa);
+      break;
+    }
+    started++;
+  }
+  p->nthreads = started; /* fewer threads if the system refused some: still correct */
+  return p;
+}
+
+void gr_pool_destroy(GrPool *p) {
+  if (!p) return;
+  pthread_mutex_lock(&p->mu);
+  p->shutdown = 1;
+  pthread_cond_broadcast(&p->work_cv);
+  pthread_mutex_unlock(&p->mu);
+  for (int i = 1; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
+  pthread_mutex_destroy(&p->mu);
+  pthread_mutex_destroy(&p->dispatch);
+  pthread_cond_destroy(&p->work_cv);
+  pthread_cond_destroy(&p->done_cv);
+  free(p->threads);
+  free(p);
+}
+
+int gr_pool_threads(const GrPool *p) { return p ? p->nthreads : 1; }
+
+void gr_parallel_for(const GrRunCtx *rc, int64_t n, int64_t grain,
+                     void (*body)(void *env, int64_t lo, int64_t hi), void *env) {
+  if (n <= 0) return;
+  if (grain < 1) grain = 1;
+  GrPool *p = rc ? rc->pool : NULL;
+  int64_t nchunks = (n + grain - 1) / grain;
+  if (!p || nchunks < 2 || pthread_mutex_trylock(&p->dispatch) != 0) {
+    body(env, 0, n);
+    return;
+  }
+  if (nchunks > p->nthreads) nchunks = p->nthreads;
+  pthread_mutex_lock(&p->mu);
+  p->n = n;
+  p->nchunks = nchunks;
+  p->body = body;
+  p->env = env;
+  p->pending = p->nthreads - 1;
+  p->generation++;
+  pthread_cond_broadcast(&p->work_cv);
+  pthread_mutex_unlock(&p->mu);
+  run_chunk(p, 0);
+  pthread_mutex_lock(&p->mu);
+  while (p->pending > 0) pthread_cond_wait(&p->done_cv, &p->mu);
+  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->dispatch);
+}
