@@ -187,7 +187,9 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-static int run(Bench *b, const BenchOpts *o, double *rates) {
+/* rates: steps per wall second of each block (sorted); cpu: steps per CPU second of the
+ * process (all threads), the stable measure for 1-thread runs on a shared machine. */
+static int run(Bench *b, const BenchOpts *o, double *rates, double *cpu) {
   int train = !strcmp(o->mode, "train");
   int64_t maxn = 0;
   for (int i = 0; i < b->p.nparams; i++) maxn = b->numel[i] > maxn ? b->numel[i] : maxn;
@@ -203,15 +205,17 @@ static int run(Bench *b, const BenchOpts *o, double *rates) {
     return die("non-finite loss after the warm-up steps", NULL);
   }
   for (int k = 0; k < o->blocks; k++) {
-    double t0 = now();
+    double t0 = now(), c0 = cpu_now();
     for (int s = 0; s < o->steps; s++, step++) {
       if (train) train_step(b, step, ema);
       else sample_call(b, o->sample_steps, o->T);
     }
     rates[k] = o->steps / (now() - t0);
+    cpu[k] = o->steps / fmax(cpu_now() - c0, 1e-9);
   }
   gr_free(ema);
   qsort(rates, (size_t)o->blocks, sizeof *rates, cmp_double);
+  qsort(cpu, (size_t)o->blocks, sizeof *cpu, cmp_double);
   return 0;
 }
 
@@ -258,15 +262,16 @@ int main(int argc, char **argv) {
   if (b.data.dims[1] != b.D) return die("data rows do not match the entry's D", o.data);
   GrPool *pool = gr_pool_create(o.threads);
   cg_jit_set_pool(b.jit, pool);
-  double *rates = calloc((size_t)o.blocks, sizeof *rates);
-  if (!rates || run(&b, &o, rates)) return 1;
+  double *rates = calloc((size_t)o.blocks, sizeof *rates), *cpu = calloc((size_t)o.blocks, sizeof *cpu);
+  if (!rates || !cpu || run(&b, &o, rates, cpu)) return 1;
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   printf("{\"side\": \"gradc-jit\", \"mode\": \"%s\", \"batch\": %lld, \"dim\": %lld, \"threads\": %d, "
          "\"steps_per_s\": %.6g, \"steps_per_s_all\": [", o.mode, (long long)b.B, (long long)b.D,
          o.threads, rates[o.blocks / 2]);
   for (int k = 0; k < o.blocks; k++) printf("%s%.6g", k ? ", " : "", rates[k]);
-  printf("], \"peak_rss_kb\": %ld, \"compile_s\": {\"frontend\": %.4f, \"autodiff\": %.4f, "
+  printf("], \"steps_per_cpu_s\": %.6g", cpu[o.blocks / 2]);
+  printf(", \"peak_rss_kb\": %ld, \"compile_s\": {\"frontend\": %.4f, \"autodiff\": %.4f, "
          "\"jit\": %.4f, \"total\": %.4f}, \"compile_cpu_s\": {\"frontend\": %.4f, "
          "\"autodiff\": %.4f, \"jit\": %.4f, \"total\": %.4f}, \"workspace_bytes\": %lld, \"loss\": %.6g, "
          "\"timed_steps\": %d}\n",

@@ -312,16 +312,19 @@ def label(cfg):
 def print_table(rows, pk, gradc):
     p512 = pk.get(("avx512", 1)) or pk.get(("avx2-fma", 1))
     p256 = pk.get(("avx2-fma", 1))
-    hdr = ("| config | unit | torch | gradc | ratio | GFLOP/step | torch GFLOP/s | torch %peak "
+    hdr = ("| config | unit | torch | gradc | ratio | CPU-time ratio | GFLOP/step | torch GFLOP/s | torch %peak "
            "| gradc %peak | torch RSS MiB | gradc RSS MiB |")
     print(hdr)
-    print("|" + "---|" * 11)
+    print("|" + "---|" * 12)
     for cfg, tr, gr in rows:
         threads = cfg[3]
         flops = tr.get("flops") if "error" not in tr else None
         ratio = "n/a"
         if "error" not in tr and "error" not in gr:
             ratio = "%.2fx" % (gr["steps_per_s"] / tr["steps_per_s"])
+        cratio = "-"
+        if threads == 1 and tr.get("steps_per_cpu_s") and gr.get("steps_per_cpu_s"):
+            cratio = "%.2fx" % (gr["steps_per_cpu_s"] / tr["steps_per_cpu_s"])
 
         def pct(r):
             if flops is None or "error" in r or not p512:
@@ -332,14 +335,17 @@ def print_table(rows, pk, gradc):
                 s += " (%.0f%%)" % (100 * rate / (p256 * threads))
             return s
         per = cfg[2] if cfg[0] == "sample" else None
-        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            label(cfg), "samples/s" if per else "steps/s", fmt_rate(tr, per), fmt_rate(gr, per), ratio,
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            label(cfg), "samples/s" if per else "steps/s", fmt_rate(tr, per), fmt_rate(gr, per),
+            ratio, cratio,
             "%.3f" % (flops / 1e9) if flops else "n/a",
             "%.1f" % (tr["steps_per_s"] * flops / 1e9) if flops else "n/a",
             pct(tr), pct(gr),
             "%.0f" % (tr["peak_rss_kb"] / 1024) if "error" not in tr else "n/a",
             "%.0f" % (gr["peak_rss_kb"] / 1024) if "error" not in gr else "n/a"))
     print()
+    print("CPU-time ratio (1 thread only): the same ratio from steps per CPU second of each"
+          " process, robust to other jobs on the machine.")
     print("GFLOP/step: per training step, or per sampler call (all its steps, batch 1024).")
     print("%peak: of the measured 1-core fp32 FMA peak x threads, with the AVX-512 peak;"
           " in parentheses of the AVX2 (256-bit) peak, the ISA Debian's OpenBLAS uses here.")
