@@ -11,7 +11,7 @@
  *   comparisons      1 or 0 in the input dtype
  *   where(c, a, b)   a where c != 0 (NaN counts as != 0), else b
  *   safe_mul(a, b)   (a == 0 || b == 0) ? 0 : a * b           (so 0 * inf = 0)
- *   sign(x)          1, -1, 0 for x > 0, x < 0, x == 0; NaN stays NaN
+ *   sign(x)          x > 0 ? 1 : x < 0 ? -1 : x   (so +-0 and NaN pass through)
  *   relu(x)          x > 0 ? x : 0                            (relu(NaN) = 0)
  *   sigmoid(x)       x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x))
  *   silu(x)          x * sigmoid(x)
@@ -23,8 +23,9 @@
  *   cast             float -> int truncates toward zero, saturates at the int range,
  *                    NaN -> 0 (LLVM's fptosi.sat); int -> int wraps; -> float rounds
  *   sum/max/min      over attr.axes, keepdims; the accumulator has the node's dtype and
- *                    takes input elements in increasing flat (C-order) index; sum starts
- *                    at 0, max/min start at the first element (NaN propagates)
+ *                    takes input elements in increasing flat (C-order) index; it starts at
+ *                    the identity (sum 0, max -inf, min +inf; ints: INT_MIN, INT_MAX), then
+ *                    acc = acc + x or maximum(acc, x) / minimum(acc, x) (NaN propagates)
  *   matmul           batched, acc = 0; acc += a[i,k] * b[k,j] for k = 0.. in order, in the
  *                    node dtype; ta/tb transpose the last two dims of that operand
  *   gather           out = x.take(idx, axis); an index outside [0, dim) is an error
@@ -35,6 +36,9 @@
  *   extern           arguments converted to the declared dtypes (cast rules), the C
  *                    function called once per element, the result converted to the node
  *                    dtype
+ *
+ * Errors name the node, and its source line when it has one; a graph that fails ir_verify
+ * is refused before anything runs.
  *
  * Memory: only nodes that an output depends on are evaluated; a node's buffer is freed
  * right after its last consumer ran. Output buffers are handed to the caller.
@@ -63,7 +67,13 @@ typedef struct {
 __attribute__((format(printf, 3, 4))) static int fail(Interp *it, int id, const char *fmt, ...) {
   if (!it->err || !it->nerr) return -1;
   const Node *n = &it->g->nodes[id];
-  int k = snprintf(it->err, it->nerr, "interp: %%%d (%s): ", id, op_name(n->op));
+  const Ctx *c = it->g->ctx;
+  int k;
+  if (c && n->loc.file >= 0 && n->loc.file < c->nfiles) /* point at the user's line */
+    k = snprintf(it->err, it->nerr, "%s:%d:%d: %%%d (%s): ", c->files[n->loc.file].path, n->loc.line,
+                 n->loc.col, id, op_name(n->op));
+  else
+    k = snprintf(it->err, it->nerr, "interp: %%%d (%s): ", id, op_name(n->op));
   if (k < 0 || (size_t)k >= it->nerr) return -1;
   va_list ap;
   va_start(ap, fmt);
@@ -139,7 +149,7 @@ UNARY(log1p, log1p(x))
 UNARY(sqrt, sqrt(x))
 UNARY(rsqrt, 1 / sqrt(x))
 UNARY(abs, fabs(x))
-UNARY(sign, x > 0 ? 1 : x < 0 ? -1 : x == 0 ? 0 : x)
+UNARY(sign, x > 0 ? 1 : x < 0 ? -1 : x) /* +-0 and NaN pass through */
 UNARY(floor, floor(x))
 UNARY(sin, sin(x))
 UNARY(cos, cos(x))
@@ -296,7 +306,7 @@ static int k_where(Interp *it, int id, const Node *n, void *out) {
   return 0;
 }
 
-/* One step of a reduction in dtype t: acc = op(acc, x) for element ai of a / ao of out. */
+/* One step of a reduction in dtype t: out[o] = op(out[o], a[i]). */
 static void reduce_step(Op op, DType t, void *out, int64_t o, const void *a, int64_t i) {
   if (t == DT_F32) {
     float *r = out, x = ((const float *)a)[i];
@@ -310,26 +320,29 @@ static void reduce_step(Op op, DType t, void *out, int64_t o, const void *a, int
   }
 }
 
-/* Walks the input in flat order; each element lands in the output cell with the reduced
- * coordinates set to 0. The first element of each cell (all reduced coords 0) initializes
- * it for max/min; sums start from the zeroed buffer. */
+/* The identity of a reduction in dtype t, stored into element o of out. */
+static void reduce_init(Op op, DType t, void *out, int64_t o) {
+  if (op == OP_SUM) return; /* gr_alloc zeroed it */
+  if (dtype_is_float(t)) {
+    double v = op == OP_RMAX ? -INFINITY : INFINITY;
+    convert(out, t, o, &v, DT_F64, 0);
+  } else {
+    int64_t lo = t == DT_I32 ? INT32_MIN : INT64_MIN, hi = t == DT_I32 ? INT32_MAX : INT64_MAX;
+    st_int(out, t, o, op == OP_RMAX ? lo : hi);
+  }
+}
+
+/* Walks the input in flat order; each element is combined into the output cell with the
+ * reduced coordinates set to 0, so every cell sees its elements in increasing index. */
 static int k_reduce(Interp *it, int id, const Node *n, void *out) {
   const Shape *as = &INNODE(0)->shape;
   int64_t N = shape_numel(as), c[IR_MAXRANK];
-  size_t es = dtype_size(n->dtype);
+  for (int64_t o = 0; o < shape_numel(&n->shape); o++) reduce_init(n->op, n->dtype, out, o);
   for (int64_t i = 0; i < N; i++) {
     unravel(i, as, c);
-    int first = 1;
     for (int d = 0; d < as->rank; d++)
-      if (n->attr.axes >> d & 1) {
-        first &= c[d] == 0;
-        c[d] = 0;
-      }
-    int64_t o = ravel(c, &n->shape);
-    if (first && n->op != OP_SUM)
-      memcpy((char *)out + (size_t)o * es, (const char *)IN(0) + (size_t)i * es, es);
-    else
-      reduce_step(n->op, n->dtype, out, o, IN(0), i);
+      if (n->attr.axes >> d & 1) c[d] = 0;
+    reduce_step(n->op, n->dtype, out, ravel(c, &n->shape), IN(0), i);
   }
   return 0;
 }
@@ -704,6 +717,12 @@ int interp_run(const Graph *g, const Program *p, const GrTensor *inputs, const G
       rc = -1;
       goto done;
     }
+  char vbuf[256]; /* a malformed graph is reported, never run into a crash */
+  if (ir_verify(g, p, vbuf, sizeof vbuf)) {
+    if (err && nerr) snprintf(err, nerr, "interp: invalid graph: %s", vbuf);
+    rc = -1;
+    goto done;
+  }
   for (int i = 0; i < n; i++) last[i] = -1;
   plan(g, needed, last);
   for (int i = 0; i < n && rc == 0; i++) {

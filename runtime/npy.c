@@ -23,6 +23,7 @@
 #include "gradrt.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,8 +259,14 @@ int gr_npy_read_mem(const void *buf, size_t len, const char *name, GrTensor *out
 
 int gr_npy_read(const char *path, GrTensor *out, char *err, size_t nerr) {
   memset(out, 0, sizeof *out);
-  FILE *f = fopen(path, "rb");
-  if (!f) return npy_err(err, nerr, path, "cannot open: %s", strerror(errno));
+  /* O_NONBLOCK: opening a FIFO must not hang; regular files ignore the flag. */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return npy_err(err, nerr, path, "cannot open: %s", strerror(errno));
+  FILE *f = fdopen(fd, "rb");
+  if (!f) {
+    close(fd);
+    return npy_err(err, nerr, path, "cannot open: %s", strerror(errno));
+  }
   struct stat st;
   unsigned char pre[12] = {0};
   unsigned char *hdr = NULL;

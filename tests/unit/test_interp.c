@@ -10,6 +10,7 @@
  */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -244,6 +245,7 @@ START_TEST(special_values) {
       Op op = cs[k].op;
       case_run(&c, op_info[op].kind == K_UNARY ? ir_unary(c.t.g, op, a, L) : ir_binary(c.t.g, op, a, b, L));
       double got = tu_get(&c.out[0], 0), w = cs[k].want;
+      if (op == OP_SIGN && cs[k].a == 0) ck_assert(!!signbit(got) == !!signbit(cs[k].a)); /* +-0 kept */
       ck_assert_msg(isnan(w) ? isnan(got) : fabs(got - w) <= tol(dt) * (1 + fabs(w)),
                     "%s(%g, %g) %s: got %.17g want %.17g", op_name(op), cs[k].a, cs[k].b, dtype_name(dt), got, w);
       case_free(&c);
@@ -484,6 +486,15 @@ static void t_reduce(Op op, DType dt) {
   case_run(&c, ir_reduce(c.t.g, op, x, 1, L));
   ck_assert(isnan(tu_get(&c.out[0], 0)));
   case_free(&c);
+  /* an empty reduction gives the identity: 0, -inf, +inf */
+  case_init(&c);
+  x = tu_input(&c.t, "x", dt, TU_SHAPE(0, 3));
+  c.in[0] = tu_tensor(dt, TU_SHAPE(0, 3));
+  c.nin = 1;
+  case_run(&c, ir_reduce(c.t.g, op, x, 1, L));
+  for (int i = 0; i < 3; i++)
+    ck_assert(tu_get(&c.out[0], i) == (op == OP_SUM ? 0 : op == OP_RMAX ? -INFINITY : INFINITY));
+  case_free(&c);
 }
 
 /* ---- data movement -------------------------------------------------------------------------- */
@@ -638,9 +649,11 @@ static void t_gather_scatter(Op op, DType dt) {
     ValId ix = tu_input(&c.t, "idx", DT_I32, TU_SHAPE(2));
     double iv[2] = {0, bad ? -1 : 4};
     c.in[c.nin++] = tu_tensor_vals(DT_I32, TU_SHAPE(2), iv);
-    ValId y = op == OP_GATHER ? ir_gather(c.t.g, x, ix, 0, L) : ir_scatter_add(c.t.g, ir_slice(c.t.g, x, 0, 0, 2, L), ix, 0, 4, L);
+    SrcLoc at = {ctx_add_file(&c.t.ctx, "model.grad", "x\n", 2), 12, 7};
+    ValId y = op == OP_GATHER ? ir_gather(c.t.g, x, ix, 0, at) : ir_scatter_add(c.t.g, ir_slice(c.t.g, x, 0, 0, 2, L), ix, 0, 4, at);
     ck_assert_int_eq(case_run_seeded(&c, y, 1, 0), -1);
     ck_assert_msg(strstr(c.err, "out of range"), "%s", c.err);
+    ck_assert_msg(strstr(c.err, "model.grad:12:7"), "error does not point at the source: %s", c.err);
     ck_assert_ptr_null(c.out[0].data);
     case_free(&c);
   }
@@ -787,7 +800,65 @@ START_TEST(outputs_and_liveness) {
   ck_assert_msg(interp_run(c.t.g, &c.t.prog, c.in, NULL, c.out, 0, 0, c.err, sizeof c.err) == 0, "%s", c.err);
   ck_assert(c.out[0].data != c.out[1].data);
   for (int i = 0; i < 4; i++) ck_assert(tu_get(&c.out[0], i) == exp(tu_get(&c.in[0], i)) && tu_get(&c.out[1], i) == tu_get(&c.out[0], i));
+  gr_tensor_free(&c.out[0]);
+  gr_tensor_free(&c.out[1]);
+  /* a corrupted graph (input id pointing forward) is an error, not a crash */
+  c.t.g->nodes[e].in[0] = e + 5;
+  ck_assert_int_eq(interp_run(c.t.g, &c.t.prog, c.in, NULL, c.out, 0, 0, c.err, sizeof c.err), -1);
+  ck_assert_msg(strstr(c.err, "invalid graph"), "%s", c.err);
+  ck_assert_ptr_null(c.out[0].data);
   case_free(&c);
+}
+END_TEST
+
+/* Data movement is dtype-blind: the same graph on integer-valued i32/i64 tensors gives
+ * exactly the f64 results (broadcast, transpose, slice, pad, concat, gather, scatter_add,
+ * where, reshape). */
+static ValId int_graph(TuGraph *t, DType dt) {
+  Graph *g = t->g;
+  ValId a = tu_input(t, "a", dt, TU_SHAPE(3, 1)), b = tu_input(t, "b", dt, TU_SHAPE(4));
+  ValId ix = tu_input(t, "ix", DT_I32, TU_SHAPE(5));
+  ck_assert(ir_broadcast_pair(g, &a, &b, "+", L) == 0);
+  ValId s = ir_binary(g, OP_ADD, a, b, L);                               /* [3, 4] */
+  int32_t perm[IR_MAXRANK] = {1, 0};
+  ValId tr = ir_transpose(g, s, perm, L);                                /* [4, 3] */
+  ValId sl = ir_pad(g, ir_slice(g, tr, 1, 1, 3, L), 0, 1, 2, L);         /* [7, 2] */
+  ValId cc2 = ir_concat(g, ir_slice(g, sl, 0, 0, 4, L), tr, 1, L);       /* [4, 5] */
+  ValId ga = ir_gather(g, cc2, ix, 1, L);                                /* [4, 5] */
+  ValId sc = ir_scatter_add(g, ga, ix, 1, 6, L);                         /* [4, 6] */
+  ValId w = ir_where(g, ir_binary(g, OP_GT, sc, ir_const(g, 3, dt, &(Shape){2, {4, 6}}, L), L), sc,
+                     ir_unary(g, OP_NEG, sc, L), L);
+  Shape flat = TU_SHAPE(24);
+  ValId both = ir_concat(g, ir_reshape(g, w, &flat, L), ir_reshape(g, sc, &flat, L), 0, L); /* [48] */
+  ck_assert_int_eq(t->ctx.ndiags, 0);
+  return both;
+}
+
+START_TEST(integer_data_movement) {
+  static const double av[3] = {1, -2, 5}, bv[4] = {3, 0, -1, 7}, iv[5] = {4, 0, 0, 2, 1};
+  GrTensor res[3];
+  DType dts[3] = {DT_F64, DT_I32, DT_I64};
+  for (int k = 0; k < 3; k++) {
+    TuGraph t;
+    tu_graph_init(&t);
+    ValId out = int_graph(&t, dts[k]);
+    ck_assert_msg(out != IR_ERR, "%s", tu_last_diag(&t));
+    graph_add_output(t.g, "out", out);
+    GrTensor in[3] = {tu_tensor_vals(dts[k], TU_SHAPE(3, 1), av), tu_tensor_vals(dts[k], TU_SHAPE(4), bv),
+                      tu_tensor_vals(DT_I32, TU_SHAPE(5), iv)};
+    char err[256];
+    ck_assert_msg(interp_run(t.g, &t.prog, in, NULL, &res[k], 0, 0, err, sizeof err) == 0, "%s", err);
+    for (int j = 0; j < 3; j++) gr_tensor_free(&in[j]);
+    tu_graph_free(&t);
+  }
+  ck_assert_int_eq(tu_numel(&res[0]), 48);
+  double nonzero = 0;
+  for (int64_t i = 0; i < 48; i++) {
+    ck_assert(tu_get(&res[1], i) == tu_get(&res[0], i) && tu_get(&res[2], i) == tu_get(&res[0], i));
+    nonzero += tu_get(&res[0], i) != 0;
+  }
+  ck_assert(nonzero > 10);
+  for (int k = 0; k < 3; k++) gr_tensor_free(&res[k]);
 }
 END_TEST
 
@@ -877,15 +948,104 @@ START_TEST(mlp_mse) {
 }
 END_TEST
 
+/* Every init kind, f32 and f64: element i of parameter k is the documented function of
+ * (seed, Philox stream 0x5EED0000 + k, i), computed in double and rounded to the dtype. */
+START_TEST(param_init_formulas) {
+  TuGraph t;
+  tu_graph_init(&t);
+  static const struct { InitKind kind; double a, b; } inits[] = {
+      {INIT_ZEROS, 0, 0}, {INIT_ONES, 0, 0}, {INIT_CONST, -0.3, 0}, {INIT_NORMAL, 0.02, 0},
+      {INIT_UNIFORM, -2, 3}, {INIT_GLOROT, 0, 0}, {INIT_HE, 0, 0}};
+  Shape s = TU_SHAPE(2, 3, 5); /* fan_in = 2 * 3, fan_out = 2 * 5 */
+  int np = 0;
+  for (int d = 0; d < 2; d++)
+    for (size_t k = 0; k < sizeof inits / sizeof inits[0]; k++) {
+      char name[32];
+      snprintf(name, sizeof name, "p%d_%zu", d, k);
+      ck_assert(tu_param(&t, name, d ? DT_F64 : DT_F32, s, inits[k].kind, inits[k].a, inits[k].b) != IR_ERR);
+      np++;
+    }
+  ck_assert_int_eq(t.prog.nparams, np);
+  GrTensor ps[14], other[14];
+  ck_assert(interp_init_params(&t.prog, 77, ps) == 0);
+  ck_assert(interp_init_params(&t.prog, 78, other) == 0);
+  for (int k = 0; k < np; k++) {
+    const Param *pr = &t.prog.params[k];
+    ck_assert(pr->init.fan_in == 6 && pr->init.fan_out == 10);
+    uint64_t st = 0x5EED0000u + (uint64_t)k;
+    int f32 = pr->dtype == DT_F32, differs = 0;
+    for (int64_t i = 0; i < 30; i++) {
+      uint64_t ui = (uint64_t)i;
+      double u = f32 ? (double)gr_uniform_f32(77, 0, st, ui) : gr_uniform_f64(77, 0, st, ui);
+      double z = gr_normal_f64(77, 0, st, ui), a = pr->init.a, b = pr->init.b, w = 0;
+      switch (pr->init.kind) {
+      case INIT_ZEROS: w = 0; break;
+      case INIT_ONES: w = 1; break;
+      case INIT_CONST: w = a; break;
+      case INIT_NORMAL: w = a * z; break;
+      case INIT_UNIFORM: w = a + (b - a) * u; break;
+      case INIT_GLOROT: w = -sqrt(6.0 / 16) + 2 * sqrt(6.0 / 16) * u; break;
+      case INIT_HE: w = sqrt(2.0 / 6) * z; break;
+      default: ck_abort();
+      }
+      if (f32) w = (float)w;
+      ck_assert_msg(tu_get(&ps[k], i) == w, "%s element %lld: got %.17g want %.17g", pr->name, (long long)i,
+                    tu_get(&ps[k], i), w);
+      differs += tu_get(&ps[k], i) != tu_get(&other[k], i);
+    }
+    int random = pr->init.kind >= INIT_NORMAL;
+    ck_assert_msg(random ? differs == 30 : differs == 0, "%s: seed dependence %d", pr->name, differs);
+    gr_tensor_free(&ps[k]);
+    gr_tensor_free(&other[k]);
+  }
+  tu_graph_free(&t);
+}
+END_TEST
+
+/* docs/interpreter.md is the contract codegen implements: its semantics table must name
+ * every op of the table (as a whole word on a table row). Tests run from the repository
+ * root (tests/run_all.sh, make test). */
+static int doc_row_names(const char *doc, const char *name) {
+  size_t n = strlen(name);
+  for (const char *line = doc; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+    if (*line != '|') continue;
+    const char *end = strchr(line, '\n');
+    const char *cell_end = strchr(line + 1, '|'); /* the first cell names the ops */
+    if (!cell_end || (end && cell_end > end)) continue;
+    for (const char *q = line + 1; q + n <= cell_end; q++) {
+      int before = q == line + 1 || !(q[-1] == '_' || (q[-1] >= 'a' && q[-1] <= 'z'));
+      int after = !(q[n] == '_' || (q[n] >= 'a' && q[n] <= 'z'));
+      if (before && after && !strncmp(q, name, n)) return 1;
+    }
+  }
+  return 0;
+}
+
+START_TEST(doc_covers_every_op) {
+  FILE *f = fopen("docs/interpreter.md", "rb");
+  ck_assert_msg(f != NULL, "docs/interpreter.md not found: run the tests from the repository root");
+  static char doc[1 << 16];
+  size_t n = fread(doc, 1, sizeof doc - 1, f);
+  fclose(f);
+  doc[n] = 0;
+  for (int op = 0; op < OP_COUNT; op++)
+    ck_assert_msg(doc_row_names(doc, op_name((Op)op)), "docs/interpreter.md has no row for op '%s'",
+                  op_name((Op)op));
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("interp");
   TCase *tc = tcase_create("ops");
   tcase_add_test(tc, op_table_covered);
+  tcase_add_test(tc, doc_covers_every_op);
   tcase_add_loop_test(tc, op_case, 0, NCASES);
   tcase_add_test(tc, integer_ops);
   tcase_add_test(tc, special_values);
   tcase_add_test(tc, outputs_and_liveness);
+  tcase_add_test(tc, integer_data_movement);
   tcase_add_test(tc, mlp_mse);
+  tcase_add_test(tc, param_init_formulas);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

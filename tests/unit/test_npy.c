@@ -7,8 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "gradrt.h"
+#include "philox.h"
 #include "testutil.h"
 
 /* A .npy image: magic, version major.0, the header text as given (no padding added), then
@@ -177,12 +179,60 @@ START_TEST(malformed_file) {
 }
 END_TEST
 
+/* Every truncation of a valid file is rejected, and random byte corruptions of its header
+ * either parse to a self-consistent tensor or fail with a message; never a crash or an
+ * out-of-bounds read (run under ASan). */
+START_TEST(truncations_and_mutations) {
+  size_t len;
+  unsigned char *good = make_npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }\n", 24, &len);
+  char err[512];
+  GrTensor r;
+  for (size_t cut = 0; cut < len; cut++) {
+    unsigned char *b = malloc(cut ? cut : 1);
+    memcpy(b, good, cut);
+    ck_assert_msg(gr_npy_read_mem(b, cut, "cut.npy", &r, err, sizeof err) == -1, "truncated at %zu accepted", cut);
+    ck_assert(strstr(err, "cut.npy") && !r.data);
+    free(b);
+  }
+  int accepted = 0;
+  for (uint64_t k = 0; k < 3000; k++) {
+    unsigned char *b = malloc(len);
+    memcpy(b, good, len);
+    int nflip = 1 + (int)(gr_uniform_f64(9, 0, 1, k) * 3);
+    for (int j = 0; j < nflip; j++) {
+      size_t pos = (size_t)(gr_uniform_f64(9, 0, 2, k * 8 + (uint64_t)j) * (double)(len - 24));
+      b[pos] = (unsigned char)(gr_uniform_f64(9, 0, 3, k * 8 + (uint64_t)j) * 256);
+    }
+    if (gr_npy_read_mem(b, len, "mut.npy", &r, err, sizeof err) == 0) {
+      int64_t n = 1;
+      for (int d = 0; d < r.rank; d++) n *= r.dims[d];
+      ck_assert((size_t)n * gr_dtype_size(r.dtype) == 24);
+      gr_tensor_free(&r);
+      accepted++;
+    } else {
+      ck_assert(strstr(err, "mut.npy") && !r.data);
+    }
+    free(b);
+  }
+  ck_assert(accepted > 0); /* some mutations (padding, equivalent text) are harmless */
+  free(good);
+}
+END_TEST
+
 START_TEST(io_errors) {
   GrTensor r, t = tu_tensor(DT_F32, TU_SHAPE(2));
   char err[512];
   ck_assert_int_eq(gr_npy_read("/nonexistent/x.npy", &r, err, sizeof err), -1);
   ck_assert(strstr(err, "/nonexistent/x.npy") && strstr(err, "cannot open"));
   ck_assert_int_eq(gr_npy_read("/tmp", &r, err, sizeof err), -1); /* a folder */
+  ck_assert(strstr(err, "not a regular file"));
+  char *dir = tu_tmpdir(), fifo[512];
+  snprintf(fifo, sizeof fifo, "%s/pipe.npy", dir);
+  ck_assert(mkfifo(fifo, 0600) == 0);
+  ck_assert_int_eq(gr_npy_read(fifo, &r, err, sizeof err), -1); /* must not block */
+  ck_assert(strstr(err, "not a regular file"));
+  tu_rmtree(dir);
+  free(dir);
   ck_assert_int_eq(gr_npy_write("/nonexistent/dir/x.npy", &t, err, sizeof err), -1);
   ck_assert(strstr(err, "/nonexistent/dir/x.npy"));
   GrTensor bad = t;
@@ -204,6 +254,7 @@ int main(void) {
   tcase_add_test(tc, numpy_headers);
   tcase_add_loop_test(tc, malformed_mem, 0, nb);
   tcase_add_loop_test(tc, malformed_file, 0, nb);
+  tcase_add_test(tc, truncations_and_mutations);
   tcase_add_test(tc, io_errors);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
