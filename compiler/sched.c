@@ -188,6 +188,7 @@ static void build_kernel(Sched *s, ValId v, char *seen) {
     int r = n->shape.rank;
     int64_t kk = s->g->nodes[n->in[0]].shape.dims[n->attr.mm.ta ? r - 2 : r - 1];
     s->flops += 2 * shape_numel(&n->shape) * kk;
+    s->mm_flops += 2 * shape_numel(&n->shape) * kk;
     return;
   }
   for (int i = 0; i < ir_nin(n); i++) collect_reads(s, k, n->in[i], seen);
@@ -350,8 +351,8 @@ static void print_buf(const Buf *b, FILE *out) {
 
 void sched_print(const Sched *s, FILE *out) {
   static const char *const kinds[] = {"loop", "reduce", "gemm", "scatter"};
-  fprintf(out, "schedule %s: %d kernels, workspace %lld bytes, %lld flops/call\n", s->g->name,
-          s->nk, (long long)s->ws_bytes, (long long)s->flops);
+  fprintf(out, "schedule %s: %d kernels, workspace %lld bytes, %lld flops/call (%lld in matrix products)\n",
+          s->g->name, s->nk, (long long)s->ws_bytes, (long long)s->flops, (long long)s->mm_flops);
   for (int i = 0; i < s->nk; i++) {
     const Kernel *k = &s->k[i];
     const Node *n = &s->g->nodes[k->root];
