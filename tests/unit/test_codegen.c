@@ -161,9 +161,14 @@ START_TEST(unary_float) {
       out(&c, y);                                         /* kernel root */
       out(&c, ir_binary(c.t.g, OP_MUL, y, x, L));         /* fused into a consumer */
     }
+    /* large enough to be vectorized at O2 (libmvec variants, remainder loops) */
+    ValId big = gin(&c, dt, TU_SHAPE(4099), lo, hi, 0);
+    out(&c, ir_unary(c.t.g, op, big, L));
     char what[64];
     snprintf(what, sizeof what, "%s %s", op_name(op), dtype_name(dt));
     compare(&c, 1e-5, what);
+    snprintf(what, sizeof what, "%s %s O2", op_name(op), dtype_name(dt));
+    compare_opt(&c, 2e-5, what, 2, 1);
     g_free(&c);
   }
 }
@@ -200,9 +205,13 @@ START_TEST(binary_all) {
       out(&c, y);
       out(&c, ir_binary(c.t.g, OP_ADD, y, a, L));
     }
+    ValId a = gin(&c, dt, TU_SHAPE(4097), lo, hi, cmp ? 0.5 : 0), b = gin(&c, dt, TU_SHAPE(4097), lo, hi, cmp ? 0.5 : 0);
+    out(&c, ir_binary(c.t.g, op, a, b, L));
     char what[64];
     snprintf(what, sizeof what, "%s %s", op_name(op), dtype_name(dt));
     compare(&c, 1e-5, what);
+    snprintf(what, sizeof what, "%s %s O2", op_name(op), dtype_name(dt));
+    compare_opt(&c, 2e-5, what, 2, 1);
     g_free(&c);
   }
 }
