@@ -731,6 +731,7 @@ int gr_main(const GrModuleInfo *m, int argc, char **argv) {
   GrOpts o;
   defaults(&o, m);
   o.cmd = cmds[which];
+  o.prog = prog;
   int r = parse_args(&o, argc, argv);
   if (r == 2) return 0;
   if (r || finish_opts(&o)) return r ? r : 1;

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rt.h"
 
@@ -140,6 +141,9 @@ static int load_weights(GrOpts *o, GrState *s) {
   char err[1024];
   if (gr_state_alloc(s, o->m)) return efail("cannot allocate the parameters");
   uint64_t seed;
+  if (access(o->ckpt, F_OK) != 0)
+    return efail("no checkpoint %s (train first: %s train --ckpt %s, or pass --ckpt FILE)", o->ckpt,
+                 o->prog, o->ckpt);
   if (gr_state_load(s, o, o->ckpt, 0, &seed, err, sizeof err)) return efail("%s", err);
   return 0;
 }

@@ -92,7 +92,7 @@ void gr_mean_cov(const float *x, int64_t n, int d, double *mu, double *cov);
 /* Options of every subcommand, after defaults from the module's consts and flags. */
 typedef struct {
   const GrModuleInfo *m;
-  const char *cmd;
+  const char *prog, *cmd; /* argv[0], subcommand */
   /* training config */
   const char *data, *eval_data;
   double lr, beta1, beta2, adam_eps, weight_decay, momentum, lr_min, clip, ema;

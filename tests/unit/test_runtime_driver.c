@@ -182,6 +182,7 @@ START_TEST(corrupt_checkpoint_refused) {
   free(b);
   char *e = captured();
   ck_assert_msg(strstr(e, "trunc.safetensors") && strstr(e, "lie.safetensors") && strstr(e, "missing.safetensors"), "%s", e);
+  ck_assert_msg(strstr(e, "train first: fakeprog train --ckpt"), "%s", e);
   free(e);
 }
 END_TEST
