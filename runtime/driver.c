@@ -114,6 +114,7 @@ static const OptDef opt_defs[] = {
     {"-n", OPT_INT, O(n), NULL, ""},
     {"--out", OPT_STR, O(out), NULL, ""},
     {"--png", OPT_STR, O(png), NULL, ""},
+    {"--labels", OPT_STR, O(labels), NULL, "data"},
     {"--no-ema", OPT_FLAG, O(no_ema), NULL, ""},
     {"--restart", OPT_FLAG, O(restart), NULL, ""},
     {"--sampler", OPT_STR, O(sampler), NULL, ""},
@@ -133,7 +134,7 @@ static const OptDef opt_defs[] = {
     "             [--no-ema] [--restart] [--sampler imm|uniform]\n" \
     "  eval       --ckpt FILE [--steps 1,2,4] [-n N] [--json] [--eval-data SRC] [--no-ema]\n" \
     "  gradcheck  [--ckpt FILE] [-n COORDS] [--tol X] [--seed S]\n" \
-    "  data       -n N --out FILE.npy [--seed S] [--data SRC]\n" \
+    "  data       -n N --out FILE.npy [--labels FILE.npy] [--seed S] [--data SRC]\n" \
     "  info\n" \
     "Defaults come from the program's constants (see `%s info` and docs/runtime.md).\n" \
     "Batch size and shapes are fixed at compile time.\n"
@@ -649,23 +650,32 @@ static int cmd_train(GrOpts *o) {
 }
 
 /* ---- data and info ------------------------------------------------------------------------- */
+/* `data -n N --out X.npy [--labels Y.npy]`: rows [0, N) of the training stream (f32
+ * [N, row]) and, with --labels, their labels (i32 [N]). */
 static int cmd_data(GrOpts *o) {
   char err[1024];
   if (o->n <= 0) return fail("data: -n N (N > 0) is required");
   if (!o->out) return fail("data: --out FILE.npy is required");
   GrData d;
   if (open_data(o, o->data, 0, &d)) return 1;
-  GrTensor t = {GR_F32, 2, {o->n, d.row_elems}, NULL};
+  if (o->labels && !d.has_labels) {
+    gr_data_close(&d);
+    return fail("data '%s' has no labels", o->data);
+  }
+  GrTensor t = {GR_F32, 2, {o->n, d.row_elems}, NULL}, l = {GR_I32, 1, {o->n}, NULL};
   t.data = gr_alloc((size_t)(o->n * d.row_elems) * 4);
+  l.data = gr_alloc((size_t)o->n * 4);
   int r = 1;
-  if (!t.data) fail("out of memory");
-  else if (gr_data_rows(&d, 0, o->n, t.data, NULL, err, sizeof err)) fail("%s", err);
+  if (!t.data || !l.data) fail("out of memory");
+  else if (gr_data_rows(&d, 0, o->n, t.data, l.data, err, sizeof err)) fail("%s", err);
   else if (gr_npy_write(o->out, &t, err, sizeof err)) fail("%s", err);
+  else if (o->labels && gr_npy_write(o->labels, &l, err, sizeof err)) fail("%s", err);
   else {
     r = 0;
     if (!o->quiet) printf("wrote %lld rows of '%s' to %s\n", (long long)o->n, o->data, o->out);
   }
   gr_free(t.data);
+  gr_free(l.data);
   gr_data_close(&d);
   return r;
 }

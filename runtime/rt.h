@@ -105,7 +105,7 @@ typedef struct {
   int resume, threads, quiet;
   /* sampling / eval */
   double sigma_d, T, eps;
-  const char *sampler, *steps_list, *out, *png;
+  const char *sampler, *steps_list, *out, *png, *labels;
   int64_t n;
   int no_ema, restart, json;
   double tol;

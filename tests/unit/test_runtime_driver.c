@@ -235,7 +235,7 @@ START_TEST(interrupt_checkpoints_and_resumes) {
 END_TEST
 
 START_TEST(data_matches_training_stream) {
-  ck_assert_int_eq(run(FAKE_PLAIN, "data", "-n", "100", "--out", "@d.npy", "--seed", "3", "--quiet", NULL), 0);
+  ck_assert_int_eq(run(FAKE_PLAIN, "data", "-n", "100", "--out", "@d.npy", "--labels", "@l.npy", "--seed", "3", "--quiet", NULL), 0);
   char path[600], err[512];
   snprintf(path, sizeof path, "%s/d.npy", dir);
   GrTensor t;
@@ -248,6 +248,14 @@ START_TEST(data_matches_training_stream) {
   float want[200];
   ck_assert_int_eq(gr_data_rows(&d, 0, 100, want, NULL, err, sizeof err), 0);
   ck_assert(memcmp(want, t.data, sizeof want) == 0);
+  GrTensor l;
+  snprintf(path, sizeof path, "%s/l.npy", dir);
+  ck_assert_msg(gr_npy_read(path, &l, err, sizeof err) == 0, "%s", err);
+  ck_assert(l.dtype == GR_I32 && l.rank == 1 && l.dims[0] == 100);
+  int32_t wl[100];
+  ck_assert_int_eq(gr_data_rows(&d, 0, 100, NULL, wl, err, sizeof err), 0);
+  ck_assert(memcmp(wl, l.data, sizeof wl) == 0);
+  gr_tensor_free(&l);
   gr_data_close(&d);
   gr_tensor_free(&t);
   ck_assert_int_eq(run(FAKE_PLAIN, "info", NULL), 0);
