@@ -429,8 +429,12 @@ static int save_ckpt(const GrState *s, const GrOpts *o, char *err, size_t nerr) 
       nt++;
     }
   }
-  char step[32], seed[32], ema[32], rng[96];
+  char step[32], seed[32], ema[32], rng[96], lr[32], total[32], warm[32], clip[32];
   snprintf(step, sizeof step, "%lld", (long long)s->step);
+  snprintf(lr, sizeof lr, "%.17g", o->lr);
+  snprintf(total, sizeof total, "%lld", (long long)o->steps);
+  snprintf(warm, sizeof warm, "%lld", (long long)o->warmup);
+  snprintf(clip, sizeof clip, "%.17g", o->clip);
   snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
   snprintf(ema, sizeof ema, "%.17g", o->ema);
   snprintf(rng, sizeof rng, "philox4x32-10 seed=%llu next_step=%lld", (unsigned long long)o->seed, (long long)s->step);
@@ -439,7 +443,9 @@ static int save_ckpt(const GrState *s, const GrOpts *o, char *err, size_t nerr) 
                      {"graph_hash", m->graph_hash ? m->graph_hash : ""},
                      {"source", m->source_name ? m->source_name : ""},
                      {"optimizer", gr_opt_name(o->opt)}, {"ema_decay", ema},
-                     {"data", o->data}, {"rng", rng}};
+                     {"data", o->data}, {"rng", rng},
+                     {"lr", lr}, {"schedule", gr_sched_name(o->sched)}, {"steps_total", total},
+                     {"warmup", warm}, {"clip", clip}};
   int r = gr_st_write(o->ckpt, t, nt, meta, (int)(sizeof meta / sizeof *meta), err, nerr);
   free(t), free(names);
   return r;
