@@ -9,8 +9,9 @@
  *   "uniform"  K equal steps in t (flow matching with Euler)
  * With --restart each step jumps to eps and the result is re-noised to the next time
  * with the OT-FM interpolant gr_interp_ot (rt.h): x_t = (1 - t) x + t sigma_d n.
- * N samples are produced in chunks of Ns (the last one padded); every noise value is
- * Philox(seed, stage, stream, sample row * D + k), so the samples do not depend on Ns.
+ * N samples are produced in chunks of Ns (the last one padded); every noise value the
+ * driver draws is Philox(seed, stage, stream, sample row * D + k), so the samples do not
+ * depend on Ns (random draws inside the entry get RunCtx.step = chunk * K + stage).
  *
  * Evaluation samples N points per step count and compares them with N held-out rows
  * (metrics.c): energy distance, MMD^2 with RBF bandwidths {0.1, 0.5, 1, 2} x the median
@@ -115,7 +116,8 @@ static int run_sampler(const GrOpts *o, const Sampler *sp, float *const *w, int6
         }
       double to = o->restart ? o->eps : t[st + 1];
       for (int64_t i = 0; i < ns; i++) tt[i] = (float)t[st], ss[i] = (float)to;
-      GrRunCtx rc = {o->seed, (uint64_t)st, pool};
+      /* draws inside the entry: a fresh counter step per (chunk, stage) */
+      GrRunCtx rc = {o->seed, (uint64_t)(c0 / ns * k + st), pool};
       void *in[3] = {x, tt, ss}, *outs[1] = {y};
       void **many = NULL;
       if (sp->e->noutputs > 1) { /* extra outputs: give them scratch */
