@@ -698,11 +698,16 @@ static int cmd_info(GrOpts *o) {
   int64_t total = 0;
   printf("program     %s\ngraph hash  %s\nabi         %d\n", m->source_name ? m->source_name : "?",
          m->graph_hash ? m->graph_hash : "?", m->abi_version);
+  int width = 8;
+  for (int i = 0; i < m->nparams; i++) {
+    int len = (int)strlen(m->params[i].name);
+    if (len > width) width = len;
+  }
   printf("\nparameters (%d):\n", m->nparams);
   for (int i = 0; i < m->nparams; i++) {
     int64_t n = gr_numel(&m->params[i]);
     total += n;
-    printf("  %-40s ", m->params[i].name);
+    printf("  %-*s ", width, m->params[i].name);
     print_shape(&m->params[i]);
     printf("  %lld\n", (long long)n);
   }
