@@ -16,7 +16,8 @@
  * Evaluation samples N points per step count and compares them with N held-out rows
  * (metrics.c): energy distance, MMD^2 with RBF bandwidths {0.1, 0.5, 1, 2} x the median
  * pairwise distance of the held-out rows, and sliced W2^2 over 128 directions. A "data"
- * row compares N training rows with the held-out rows: the noise floor of the table.
+ * row compares N training rows with the held-out rows: the noise floor of the table. For
+ * rows of at most 64 values the Frechet distance of Gaussian fits is printed too.
  *
  * Gradient check: central differences (L(p + h e) - L(p - h e)) / 2h against loss_grad at
  * a few random coordinates, with the batch, seed and step fixed so the loss is a
@@ -211,10 +212,28 @@ int gr_cmd_sample(GrOpts *o) {
 /* ---- eval -------------------------------------------------------------------------------- */
 typedef struct {
   char label[16];
-  double energy, mmd[4], sw2;
+  double energy, mmd[4], sw2, fd; /* fd: NAN when not computed (d > 64) */
 } EvalRow;
 
 static const double mmd_scale[4] = {0.1, 0.5, 1, 2};
+
+/* Frechet distance between Gaussian fits of x and y (raw space), for d <= 64 where the
+ * covariance eigen-solves are cheap; NAN otherwise. */
+static double frechet_of(const float *x, const float *y, int64_t n, int64_t d) {
+  if (d > 64 || n < 2) return NAN;
+  size_t dd = (size_t)(d * d);
+  double *m1 = malloc((size_t)d * sizeof *m1), *m2 = malloc((size_t)d * sizeof *m2);
+  double *c1 = malloc(dd * sizeof *c1), *c2 = malloc(dd * sizeof *c2);
+  double r = NAN;
+  if (m1 && m2 && c1 && c2) {
+    gr_mean_cov(x, n, (int)d, m1, c1);
+    gr_mean_cov(y, n, (int)d, m2, c2);
+    r = gr_frechet(m1, c1, m2, c2, (int)d);
+    if (r < 0 && r > -1e-9) r = 0;
+  }
+  free(m1), free(m2), free(c1), free(c2);
+  return r;
+}
 
 static int eval_metrics(const float *x, const float *y, int64_t n, int64_t d, double med,
                         uint64_t seed, EvalRow *r, GrPool *pool) {
@@ -223,6 +242,7 @@ static int eval_metrics(const float *x, const float *y, int64_t n, int64_t d, do
   GrRunCtx rc = {seed, 0, pool};
   if (gr_energy_mmd(x, n, y, n, d, h, 4, &r->energy, r->mmd, &rc)) return efail("out of memory");
   r->sw2 = gr_sliced_w2(x, y, n, d, 128, seed);
+  r->fd = frechet_of(x, y, n, d);
   return 0;
 }
 
@@ -244,18 +264,24 @@ static void eval_print(const GrOpts *o, const EvalRow *rows, int nr, int64_t n, 
     printf("{\"n\": %lld, \"median_dist\": %.9g, \"mmd_bandwidths\": [%.9g, %.9g, %.9g, %.9g], \"rows\": [",
            (long long)n, med, 0.1 * med, 0.5 * med, med, 2 * med);
     for (int i = 0; i < nr; i++)
-      printf("%s{\"steps\": \"%s\", \"energy\": %.9g, \"mmd\": [%.9g, %.9g, %.9g, %.9g], \"sw2\": %.9g}",
+    {
+      char fd[32];
+      if (isnan(rows[i].fd)) snprintf(fd, sizeof fd, "null");
+      else snprintf(fd, sizeof fd, "%.9g", rows[i].fd);
+      printf("%s{\"steps\": \"%s\", \"energy\": %.9g, \"mmd\": [%.9g, %.9g, %.9g, %.9g], \"sw2\": %.9g, \"fd\": %s}",
              i ? ", " : "", rows[i].label, rows[i].energy, rows[i].mmd[0], rows[i].mmd[1], rows[i].mmd[2],
-             rows[i].mmd[3], rows[i].sw2);
+             rows[i].mmd[3], rows[i].sw2, fd);
+    }
     printf("]}\n");
     return;
   }
   printf("n = %lld samples vs %lld held-out rows; MMD bandwidths = {0.1, 0.5, 1, 2} x median distance %.4g\n",
          (long long)n, (long long)n, med);
-  printf("%-6s %12s %12s %12s %12s %12s %12s\n", "steps", "energy", "mmd@0.1", "mmd@0.5", "mmd@1", "mmd@2", "sw2");
+  printf("%-6s %12s %12s %12s %12s %12s %12s %12s\n", "steps", "energy", "mmd@0.1", "mmd@0.5", "mmd@1",
+         "mmd@2", "sw2", "fd");
   for (int i = 0; i < nr; i++)
-    printf("%-6s %12.6g %12.6g %12.6g %12.6g %12.6g %12.6g\n", rows[i].label, rows[i].energy,
-           rows[i].mmd[0], rows[i].mmd[1], rows[i].mmd[2], rows[i].mmd[3], rows[i].sw2);
+    printf("%-6s %12.6g %12.6g %12.6g %12.6g %12.6g %12.6g %12.6g\n", rows[i].label, rows[i].energy,
+           rows[i].mmd[0], rows[i].mmd[1], rows[i].mmd[2], rows[i].mmd[3], rows[i].sw2, rows[i].fd);
 }
 
 int gr_cmd_eval(GrOpts *o) {

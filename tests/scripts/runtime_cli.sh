@@ -48,7 +48,7 @@ python3 - "$tmp/eval.json" "$tmp/a.safetensors" <<'EOP' || fail "Python could no
 import json, struct, sys, math
 ev = json.load(open(sys.argv[1]))
 assert [r["steps"] for r in ev["rows"]] == ["data", "1", "2"], ev
-assert all(r["energy"] >= 0 and len(r["mmd"]) == 4 for r in ev["rows"])
+assert all(r["energy"] >= 0 and len(r["mmd"]) == 4 and r["fd"] >= 0 for r in ev["rows"])
 b = open(sys.argv[2], "rb").read()
 n = struct.unpack("<Q", b[:8])[0]
 hdr = json.loads(b[8:8 + n])
