@@ -212,8 +212,8 @@ static int parse_args(GrOpts *o, int argc, char **argv) {
     for (size_t k = 0; k < sizeof opt_defs / sizeof *opt_defs; k++)
       if (strcmp(opt_defs[k].name, name) == 0) d = &opt_defs[k];
     if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
-      usage(stdout, argv[0]);
-      return 2;
+      o->help = 1;
+      continue;
     }
     if (!d) {
       if (name[0] == '-' && compile_time_flag(o->m, name)) return 1;
@@ -733,6 +733,21 @@ static int cmd_info(GrOpts *o) {
   return 0;
 }
 
+/* `prog CMD --help`: the settings this program would run with (constants + flags). */
+static void print_config(const GrOpts *o) {
+  printf("\nsettings for %s (program constants, then flags):\n", o->m->source_name ? o->m->source_name : "this program");
+  printf("  data %s  optimizer %s  lr %g  schedule %s  warmup %lld  lr_min %g\n", o->data,
+         gr_opt_name(o->opt), o->lr, gr_sched_name(o->sched), (long long)o->warmup, o->lr_min);
+  printf("  beta1 %g  beta2 %g  weight_decay %g  momentum %g  clip %g  ema %g\n", o->beta1, o->beta2,
+         o->weight_decay, o->momentum, o->clip, o->ema);
+  printf("  steps %lld  ckpt_every %lld  ckpt %s  seed %llu  threads %d\n", (long long)o->steps,
+         (long long)o->ckpt_every, o->ckpt, (unsigned long long)o->seed, o->threads);
+  printf("  sampler %s  sigma_d %g  T %g  eps %g\n", o->sampler, o->sigma_d, o->T, o->eps);
+  const GrEntryInfo *e = gr_find_entry(o->m, "loss_grad");
+  if (e && e->ninputs > 0 && e->inputs[0].rank > 0)
+    printf("  batch size B = %lld (fixed at compile time)\n", (long long)e->inputs[0].dims[0]);
+}
+
 int gr_main(const GrModuleInfo *m, int argc, char **argv) {
   const char *prog = argc > 0 && argv[0] ? argv[0] : "prog";
   if (!m || m->abi_version != GR_ABI_VERSION) return fail("runtime ABI mismatch (program %d, runtime %d): rebuild", m ? m->abi_version : -1, GR_ABI_VERSION);
@@ -754,8 +769,12 @@ int gr_main(const GrModuleInfo *m, int argc, char **argv) {
   o.cmd = cmds[which];
   o.prog = prog;
   int r = parse_args(&o, argc, argv);
-  if (r == 2) return 0;
   if (r || finish_opts(&o)) return r ? r : 1;
+  if (o.help) {
+    usage(stdout, prog);
+    print_config(&o);
+    return 0;
+  }
   switch (which) {
   case 0: return cmd_train(&o);
   case 1: return gr_cmd_sample(&o);

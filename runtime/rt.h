@@ -102,7 +102,7 @@ typedef struct {
   uint64_t seed;
   int seed_given, steps_given;
   const char *ckpt, *log, *opt_name, *sched_name;
-  int resume, threads, quiet;
+  int resume, threads, quiet, help;
   /* sampling / eval */
   double sigma_d, T, eps;
   const char *sampler, *steps_list, *out, *png, *labels;

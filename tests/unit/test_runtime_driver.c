@@ -310,6 +310,7 @@ START_TEST(bad_flags) {
   ck_assert_int_ne(run(FAKE_PLAIN, "train", "--data", "nosuchset", "--ckpt", "@a.safetensors", NULL), 0);
   ck_assert_int_ne(run(FAKE_PLAIN, "train", "--data", "@missing.npy", "--ckpt", "@a.safetensors", NULL), 0);
   ck_assert_int_eq(run(FAKE_PLAIN, "--help", NULL), 0);
+  ck_assert_int_eq(run(FAKE_PLAIN, "train", "--lr", "0.5", "--help", NULL), 0);
   char *e = captured();
   ck_assert_msg(strstr(e, "batch size is fixed at compile time (B=64): rebuild with gradc build -D B=..."), "%s", e);
   ck_assert_msg(strstr(e, "nosuchset") && strstr(e, "missing.npy"), "%s", e);
