@@ -234,6 +234,35 @@ START_TEST(interrupt_checkpoints_and_resumes) {
 }
 END_TEST
 
+START_TEST(optimizers_end_to_end) {
+  const char *opts[4] = {"sgd", "adam", "adamw", "radam"};
+  for (int k = 0; k < 4; k++) {
+    char ck[64], log[64];
+    snprintf(ck, sizeof ck, "@%s.safetensors", opts[k]);
+    snprintf(log, sizeof log, "@%s.csv", opts[k]);
+    ck_assert_int_eq(run(FAKE_PLAIN, "train", "--steps", "40", "--every", "40", "--optimizer", opts[k], "--lr", "0.05",
+                         "--weight-decay", "0.001", "--clip", "1", "--schedule", "warmup_cosine", "--warmup", "5",
+                         "--ckpt", ck, "--log", log, "--quiet", NULL), 0);
+  }
+  char path[600], err[512];
+  snprintf(path, sizeof path, "%s/sgd.safetensors", dir);
+  GrStFile f;
+  ck_assert_msg(gr_st_read(path, &f, err, sizeof err) == 0, "%s", err);
+  ck_assert_ptr_nonnull(gr_st_find(&f, "momentum/net.w"));
+  ck_assert_ptr_null(gr_st_find(&f, "adam_m/net.w"));
+  ck_assert_str_eq(gr_st_meta(&f, "optimizer"), "sgd");
+  gr_st_free(&f);
+  ck_assert(!same_file("adam.safetensors", "adamw.safetensors"));
+  /* resuming with another optimizer is refused: its state is missing */
+  capture_stderr();
+  ck_assert_int_ne(run(FAKE_PLAIN, "train", "--steps", "50", "--resume", "--optimizer", "adam", "--ckpt", "@sgd.safetensors", NULL), 0);
+  ck_assert_int_ne(run(FAKE_PLAIN, "train", "--optimizer", "lion", NULL), 0);
+  char *e = captured();
+  ck_assert_msg(strstr(e, "trained with optimizer 'sgd'") && strstr(e, "unknown optimizer 'lion'"), "%s", e);
+  free(e);
+}
+END_TEST
+
 START_TEST(data_matches_training_stream) {
   ck_assert_int_eq(run(FAKE_PLAIN, "data", "-n", "100", "--out", "@d.npy", "--labels", "@l.npy", "--seed", "3", "--quiet", NULL), 0);
   char path[600], err[512];
@@ -379,6 +408,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, unwritable_paths);
   tcase_add_test(tc, nonfinite_loss_stops);
   tcase_add_test(tc, interrupt_checkpoints_and_resumes);
+  tcase_add_test(tc, optimizers_end_to_end);
   tcase_add_test(tc, data_matches_training_stream);
   tcase_add_test(tc, sample_and_eval);
   tcase_add_test(tc, gradcheck_paths);
