@@ -534,7 +534,7 @@ START_TEST(elab_errors) {
        "'f' has no parameter named 'j'", "signature: f(x: f32, k: int) -> f32", 2, 33},
       {"fn f(x: f32[N], y: f32[N]) -> f32[N] { return x }\n"
        "entry e(x: f32[2], y: f32[3]) -> f32[2] { return f(x, y) }\n",
-       "argument 'y' of 'f' must be f32[N], got f32[3]", "N is 2 here", 2, 50},
+       "argument 'y' of 'f' must be f32[N], got f32[3]", "N = 2 in this call", 2, 55},
       {"entry e(x: f32[2]) -> f32[3] {\n  return x\n}\n", "the result of 'e' must be f32[3]", NULL, 2, 3},
       {"entry e(x: f32) -> f32 {\n  let y = x\n  for i in 0..10000000 { y = y + 1 }\n  return y\n}\n",
        "program too large", NULL, 3, 3},

@@ -154,7 +154,7 @@ START_TEST(fashion_mnist_if_installed) {
     return; /* the data set is optional on a build machine */
   char err[512];
   GrData d;
-  ck_assert_msg(gr_data_open(&d, "fashion-mnist", 0, 1, err, sizeof err) == 0, "%s", err); /* eval: t10k */
+  ck_assert_msg(gr_data_open(&d, "fashion_mnist", 0, 1, err, sizeof err) == 0, "%s", err); /* eval: t10k */
   ck_assert_int_eq(d.nrows, 10000);
   ck_assert_int_eq(d.row_elems, 784);
   ck_assert(d.has_labels);
@@ -210,6 +210,13 @@ START_TEST(metrics_known_values) {
   ck_assert(gr_sliced_w2(x, x, n, 2, 32, 0) == 0);
   double sw = gr_sliced_w2(x, z, n, 2, 256, 3);
   ck_assert_msg(fabs(sw - 2.0) < 0.3, "sw2 %g", sw);
+  /* the combined, pooled version gives the same bits for any thread count */
+  double hs[3] = {0.5, 1.0, 2.0}, e1, k1[3], e3, k3[3];
+  GrRunCtx rc1 = {0, 0, NULL}, rc3 = {0, 0, gr_pool_create(3)};
+  ck_assert(gr_energy_mmd(x, n, z, n, 2, hs, 3, &e1, k1, &rc1) == 0);
+  ck_assert(gr_energy_mmd(x, n, z, n, 2, hs, 3, &e3, k3, &rc3) == 0);
+  gr_pool_destroy(rc3.pool);
+  ck_assert(e1 == e3 && e1 == e_shift && memcmp(k1, k3, sizeof k1) == 0 && k1[1] == m_shift);
   double med = gr_median_dist(x, n, 2); /* |N(0, 2I)| median: 2 sqrt(ln 2) = 1.665 */
   ck_assert_msg(fabs(med - 1.665) < 0.1, "median %g", med);
   free(x), free(y), free(z);

@@ -199,7 +199,9 @@ START_TEST(pool_covers_each_index_once) {
         memset(hits, 0, 10000 * sizeof *hits);
         PoolEnv e = {hits, &rc, 0};
         gr_parallel_for(&rc, ns[k], grain, mark, &e);
-        for (int64_t i = 0; i < 5000; i++) ck_assert_int_eq(hits[i], i < ns[k]);
+        int64_t bad = 0;
+        for (int64_t i = 0; i < 5000; i++) bad += hits[i] != (i < ns[k]);
+        ck_assert_msg(bad == 0, "threads %d n %lld grain %lld: %lld indices wrong", th, (long long)ns[k], (long long)grain, (long long)bad);
       }
     memset(hits, 0, 10000 * sizeof *hits);
     PoolEnv e = {hits, &rc, 1};
