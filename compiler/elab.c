@@ -294,6 +294,9 @@ static int unify(Elab *E, Frame *f, TypeExpr *t, Value *v, const char *what, Src
   case TY_STR:
     if (v->k == V_STR) return 0;
     break;
+  case TY_LIST:
+    if (v->k == V_LIST || v->k == V_TUPLE) return 0;
+    break;
   case TY_FN:
     if (v->k == V_FN || v->k == V_BUILTIN || v->k == V_EXTERN) return 0;
     break;
@@ -660,6 +663,28 @@ static Value run_body(Elab *E, Frame *f, Decl *d, SrcLoc loc) {
   return r;
 }
 
+/* Binds parameter i of d in frame f: the argument or the default, checked against the
+ * declared type. 0 or -1 after a diagnostic. */
+static int bind_param(Elab *E, Frame *f, Decl *d, int i, Value *slots, SrcLoc loc) {
+  AParam *pa = &d->params[i];
+  Value v = slots[i];
+  if (v.k == V_NONE) {
+    if (!pa->def) {
+      diag_error(E->c, loc, signature(E, d), "missing argument '%s' in call to '%s'", pa->name,
+                 d->name);
+      return -1;
+    }
+    Frame *saved = E->top;
+    E->top = f;
+    v = elab_expr(E, pa->def);
+    E->top = saved;
+  }
+  const char *what = arena_printf(&E->c->arena, "argument '%s' of '%s'", pa->name, d->name);
+  if (unify(E, f, pa->type, &v, what, loc)) return -1;
+  bind(E, f, pa->name, v);
+  return 0;
+}
+
 static Value call_fn(Elab *E, Value callee, Value *args, const char **kw, int nargs,
                      const char *label, SrcLoc loc) {
   Decl *d = callee.fn;
@@ -691,26 +716,28 @@ static Value call_fn(Elab *E, Value callee, Value *args, const char **kw, int na
     const char *scope = label ? label : scope_name(E, E->top, d->name);
     f.path = E->top->path[0] ? arena_printf(&E->c->arena, "%s.%s", E->top->path, scope) : scope;
   }
-  /* non-tensor parameters first (they may size tensor parameters), then tensors */
-  for (int pass = 0; pass < 2; pass++)
+  /* Binding order: non-tensor arguments given by the caller (they may size tensor
+   * parameters), then tensor parameters (binding size variables), then defaulted
+   * non-tensor parameters (whose defaults may use those size variables). A tensor
+   * dimension naming a defaulted parameter binds that parameter first. */
+  char *done = arena_alloc(&E->c->arena, (size_t)(d->nparams ? d->nparams : 1));
+  for (int pass = 0; pass < 3; pass++)
     for (int i = 0; i < d->nparams; i++) {
-      AParam *pa = &d->params[i];
-      if ((pa->type->kind == TY_TENSOR) != pass) continue;
-      Value v = slots[i];
-      if (v.k == V_NONE) {
-        if (!pa->def) {
-          diag_error(E->c, loc, signature(E, d), "missing argument '%s' in call to '%s'",
-                     pa->name, d->name);
-          return v_err();
+      int is_tensor = d->params[i].type->kind == TY_TENSOR;
+      int want = pass == 1 ? is_tensor : !is_tensor && ((slots[i].k != V_NONE) == (pass == 0));
+      if (!want || done[i]) continue;
+      if (is_tensor)
+        for (int k = 0; k < d->params[i].type->rank; k++) {
+          Ast *dim = d->params[i].type->dims[k];
+          for (int j = 0; dim->kind == A_NAME && j < d->nparams; j++) {
+            if (done[j] || d->params[j].type->kind == TY_TENSOR) continue;
+            if (strcmp(d->params[j].name, dim->name)) continue;
+            if (bind_param(E, &f, d, j, slots, loc)) return v_err();
+            done[j] = 1;
+          }
         }
-        Frame *saved = E->top;
-        E->top = &f;
-        v = elab_expr(E, pa->def);
-        E->top = saved;
-      }
-      const char *what = arena_printf(&E->c->arena, "argument '%s' of '%s'", pa->name, d->name);
-      if (unify(E, &f, pa->type, &v, what, loc)) return v_err();
-      bind(E, &f, pa->name, v);
+      if (bind_param(E, &f, d, i, slots, loc)) return v_err();
+      done[i] = 1;
     }
   return run_body(E, &f, d, loc);
 }

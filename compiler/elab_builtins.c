@@ -102,6 +102,12 @@ static Value b_where(Elab *E, int op, Value *a, SrcLoc loc) {
   }
   Value br[2] = {a[1], a[2]};
   ValId bt[2];
+  DType cdt = ir_node(E->g, a[0].t)->dtype;
+  if (a[1].k != V_TENSOR && a[2].k != V_TENSOR && dtype_is_float(cdt)) {
+    /* where(c, 1, 0): numbers take the condition's (float) dtype */
+    br[0] = v_tensor(elab_to_tensor(E, a[1], cdt, loc));
+    if (br[0].k == V_ERR) return br[0];
+  }
   if (elab_broadcast_n(E, br, bt, 2, "where", loc)) return v_err();
   /* the condition may have its own dtype: broadcast shapes only */
   t[0] = a[0].t;

@@ -56,6 +56,17 @@ static Token *expect(Parser *P, const char *s) {
   return P->t++;
 }
 
+/* A closing bracket: the hint points back at the one it should close. */
+static void expect_close(Parser *P, const char *s, const Token *open) {
+  if (is(P->t, s)) {
+    P->t++;
+    return;
+  }
+  const char *hint = arena_printf(&P->c->arena, "to close the '%s' at line %d, column %d", open->s,
+                                  open->loc.line, open->loc.col);
+  fail_at(P, P->t->loc, hint, "expected '%s' but found %s", s, tok_desc(P, P->t));
+}
+
 static const char *expect_name(Parser *P, const char *what) {
   if (P->t->kind != TK_IDENT)
     fail_at(P, P->t->loc, P->t->kind == TK_KEYWORD ? "keywords cannot be used as names" : NULL,
@@ -110,7 +121,7 @@ static TypeExpr *type(Parser *P);
 
 /* ---- expressions ------------------------------------------------------------------------- */
 /* args = [ arg { "," arg } ] ; arg = [ NAME "=" ] expr */
-static void args(Parser *P, Ast *call) {
+static void args(Parser *P, Ast *call, const Token *open) {
   PList vals = {.arena = &P->c->arena}, names = {.arena = &P->c->arena};
   while (!is(P->t, ")")) {
     const char *kw = NULL;
@@ -125,7 +136,7 @@ static void args(Parser *P, Ast *call) {
   call->n = vals.n;
   call->list = plist_done(P, &vals);
   call->names = plist_done(P, &names);
-  expect(P, ")");
+  expect_close(P, ")", open);
 }
 
 /* index = expr | [ expr ] ":" [ expr ] */
@@ -181,7 +192,7 @@ static Ast *primary(Parser *P) {
       if (!accept(P, ",")) break;
       trailing_comma = 1;
     }
-    expect(P, paren ? ")" : "]");
+    expect_close(P, paren ? ")" : "]", t);
     P->depth--;
     if (paren && l.n == 1 && !trailing_comma) {
       return l.v[0];
@@ -206,7 +217,7 @@ static Ast *postfix(Parser *P) {
       c->a = a;
       c->loc = a->kind == A_NAME || a->kind == A_MEMBER ? a->loc : t->loc;
       enter(P);
-      args(P, c);
+      args(P, c, t);
       P->depth--;
       if (accept(P, "as")) c->name = expect_name(P, "a call label after 'as'");
       a = c;
@@ -217,7 +228,7 @@ static Ast *postfix(Parser *P) {
       PList l = {.arena = &P->c->arena};
       do plist_push(&l, index_item(P));
       while (accept(P, ","));
-      expect(P, "]");
+      expect_close(P, "]", t);
       P->depth--;
       x->n = l.n;
       x->list = plist_done(P, &l);
@@ -353,7 +364,7 @@ static int dtype_of_name(const char *s) {
 
 /* type  = ttype | ctype | "fn"
  * ttype = DTYPE [ "[" dim { "," dim } "]" ]      dim = expr
- * ctype = "int" | "float" | "bool" | "str" */
+ * ctype = "int" | "float" | "bool" | "str" | "list" */
 static TypeExpr *type(Parser *P) {
   TypeExpr *ty = arena_alloc(&P->c->arena, sizeof *ty);
   ty->loc = P->t->loc;
@@ -361,16 +372,16 @@ static TypeExpr *type(Parser *P) {
     ty->kind = TY_FN;
     return ty;
   }
-  const char *name = expect_name(P, "a type (f32[..], f64, i32, i64, int, float, bool, str, fn)");
-  static const char *const ctypes[] = {"int", "float", "bool", "str"};
-  for (int i = 0; i < 4; i++)
+  const char *name = expect_name(P, "a type (f32[..], f64, i32, i64, int, float, bool, str, list, fn)");
+  static const char *const ctypes[] = {"int", "float", "bool", "str", "list"};
+  for (int i = 0; i < 5; i++)
     if (!strcmp(name, ctypes[i])) {
       ty->kind = (TypeKind)(TY_INT + i);
       return ty;
     }
   int dt = dtype_of_name(name);
   if (dt < 0)
-    fail_at(P, ty->loc, "types: f32[..], f64[..], i32[..], i64[..], int, float, bool, str, fn",
+    fail_at(P, ty->loc, "types: f32[..], f64[..], i32[..], i64[..], int, float, bool, str, list, fn",
             "unknown type '%s'", name);
   ty->kind = TY_TENSOR;
   ty->dtype = (DType)dt;
@@ -719,7 +730,7 @@ static void expr_str(Ctx *c, const Ast *a, char *buf, size_t n, size_t *k) {
 }
 
 const char *fe_type_str(Ctx *c, const TypeExpr *t) {
-  static const char *const names[] = {"", "int", "float", "bool", "str", "fn", ""};
+  static const char *const names[] = {"", "int", "float", "bool", "str", "list", "fn", ""};
   if (!t) return "?";
   if (t->kind == TY_TENSOR) {
     char buf[256];

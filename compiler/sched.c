@@ -186,11 +186,10 @@ static void assign_outputs(Sched *s, char *seen) {
   for (int j = 0; j < g->noutputs; j++) {
     ValId v = g->outputs[j].val;
     const Node *n = &g->nodes[v];
-    int direct = s->store[v] == v && n->op != OP_INPUT && n->op != OP_PARAM &&
-                 s->buf[v].kind == BUF_WS;
-    if (direct) {
-      s->buf[v].kind = BUF_OUTPUT;
-      s->buf[v].index = j;
+    ValId st = s->store[v]; /* v itself, or the node v is a view of */
+    if (st != IR_ERR && s->buf[st].kind == BUF_WS) {
+      s->buf[st].kind = BUF_OUTPUT;
+      s->buf[st].index = j;
       continue;
     }
     Kernel *k = new_kernel(s, KN_LOOP, v);

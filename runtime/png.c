@@ -172,8 +172,10 @@ int gr_png_grid(const char *path, const float *imgs, int64_t n, int ih, int iw, 
                 size_t nerr) {
   if (n > 100) n = 100;
   if (n < 1) n = 1;
+  int sc = iw < 64 && ih < 64 ? 2 : 1; /* small images (MNIST) drawn at 2x */
   int cols = (int)ceil(sqrt((double)n)), rows = (int)((n + cols - 1) / cols);
-  int W = cols * (iw + 2) + 2, H = rows * (ih + 2) + 2;
+  int tw = iw * sc + 2, th = ih * sc + 2;
+  int W = cols * tw + 2, H = rows * th + 2;
   uint8_t *p = malloc((size_t)W * (size_t)H);
   if (!p) {
     snprintf(err, nerr, "%s: out of memory", path);
@@ -181,10 +183,10 @@ int gr_png_grid(const char *path, const float *imgs, int64_t n, int ih, int iw, 
   }
   memset(p, 128, (size_t)W * (size_t)H);
   for (int64_t k = 0; k < n; k++) {
-    int ox = 2 + (int)(k % cols) * (iw + 2), oy = 2 + (int)(k / cols) * (ih + 2);
-    for (int y = 0; y < ih; y++)
-      for (int x = 0; x < iw; x++) {
-        double v = imgs[(k * ih + y) * iw + x];
+    int ox = 2 + (int)(k % cols) * tw, oy = 2 + (int)(k / cols) * th;
+    for (int y = 0; y < ih * sc; y++)
+      for (int x = 0; x < iw * sc; x++) {
+        double v = imgs[(k * ih + y / sc) * iw + x / sc];
         v = isfinite(v) ? (v + 1) * 127.5 : 0;
         p[(size_t)(oy + y) * (size_t)W + (size_t)(ox + x)] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5);
       }
