@@ -182,6 +182,21 @@ static void sample_call(Bench *b, int K, double T) {
   }
 }
 
+/* 2 M N K summed over the MATMUL nodes of g: the matmul work gradc actually schedules
+ * (after the graph passes, so dead gradients are gone), to set against the minimum in
+ * docs/performance.md. */
+static double matmul_flops(const Graph *g) {
+  double f = 0;
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *n = &g->nodes[i];
+    if (n->op != OP_MATMUL) continue;
+    const Shape *a = &g->nodes[n->in[0]].shape;
+    int64_t k = n->attr.mm.ta ? a->dims[a->rank - 2] : a->dims[a->rank - 1];
+    f += 2.0 * (double)shape_numel(&n->shape) * (double)k;
+  }
+  return f;
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -259,6 +274,9 @@ int main(int argc, char **argv) {
   if (!b.params || interp_init_params(&b.p, 0, b.params)) return die("cannot initialize the parameters", NULL);
   const char *entry = train ? "loss_grad" : "sample";
   if (setup(&b, entry)) return 1;
+  Graph *opt = opt_run(b.g, &b.p);
+  double mm_ir = matmul_flops(b.g), mm_opt = opt ? matmul_flops(opt) : -1;
+  if (opt) graph_free(opt);
   if (b.data.dims[1] != b.D) return die("data rows do not match the entry's D", o.data);
   GrPool *pool = gr_pool_create(o.threads);
   cg_jit_set_pool(b.jit, pool);
@@ -274,10 +292,10 @@ int main(int argc, char **argv) {
   printf(", \"peak_rss_kb\": %ld, \"compile_s\": {\"frontend\": %.4f, \"autodiff\": %.4f, "
          "\"jit\": %.4f, \"total\": %.4f}, \"compile_cpu_s\": {\"frontend\": %.4f, "
          "\"autodiff\": %.4f, \"jit\": %.4f, \"total\": %.4f}, \"workspace_bytes\": %lld, \"loss\": %.6g, "
-         "\"timed_steps\": %d}\n",
+         "\"timed_steps\": %d, \"matmul_flops_ir\": %.0f, \"matmul_flops_opt\": %.0f}\n",
          ru.ru_maxrss, t1 - t0, t2 - t1, t3 - t2, t3 - t0, c1 - c0, c2 - c1, c3 - c2, c3 - c0,
          (long long)cg_jit_workspace_bytes(b.jit, entry), train ? (double)*b.loss : 0.0,
-         o.steps * o.blocks);
+         o.steps * o.blocks, mm_ir, mm_opt);
   gr_pool_destroy(pool);
   cg_jit_free(b.jit);
   return 0;

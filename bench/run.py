@@ -154,6 +154,7 @@ class GradcSide:
         self.reason = None
         self.exes = {}
         self.compile_s = {}
+        self.mm_flops = {}  # (graph, D, B) -> matmul flops in gradc's optimized loss_grad
         self.how = None
         jit = os.path.join(BDIR, "gradc_jit_bench")
         if not os.access(GRADC, os.X_OK):
@@ -259,6 +260,8 @@ class GradcSide:
         row = json.loads(out.strip().splitlines()[-1])
         row["peak_rss_kb"] = rss
         self.compile_s.setdefault(self.key(cfg), row["compile_cpu_s"])
+        if kind != "sample":
+            self.mm_flops.setdefault(self.key(cfg), row.get("matmul_flops_opt"))
         return row
 
     def run_aot(self, cfg):
@@ -361,6 +364,15 @@ def print_table(rows, pk, gradc):
             else:
                 s = "%.3f (whole gradc build)" % s
             print("  %s D=%d B=%d: %s" % (key + (s,)))
+    mins = {(c[0], c[1], c[2]): t.get("flops_matmul") for c, t, _ in rows
+            if c[0] != "sample" and "error" not in t}
+    if gradc.mm_flops:
+        print("matmul work in gradc's optimized loss_grad vs the necessary minimum (docs/performance.md):")
+        for key, f in sorted(gradc.mm_flops.items()):
+            m = mins.get(key)
+            if f and m:
+                print("  %s D=%d B=%d: %.4f GFLOP = %.1f%% of the minimum %.4f" % (
+                    key + (f / 1e9, 100.0 * f / m, m / 1e9)))
 
 
 def compile_imm2d(gradc):
