@@ -15,7 +15,7 @@ configuration built from bench/imm_bench.grad / bench/fm_bench.grad with `gradc 
 wait4(). If the gradc side cannot be built or run, the table says so with the reason;
 numbers are never invented.
 
-Environment: BENCH_QUICK=1 (a few configurations, short blocks: for development),
+Environment: BENCH_GRADC_BLAS_THREADS (OpenBLAS threads of the gradc side), BENCH_QUICK=1 (a few configurations, short blocks: for development),
 BENCH_ROUNDS (default 1), BENCH_ONLY=imm,fm,sample (subset), GRADC (compiler path),
 PYTHON (interpreter with torch; default /usr/bin/python3), BENCH_JSON (write all rows).
 """
@@ -112,10 +112,15 @@ def run_measured(argv, env):
     return out, err, p.returncode, wall, ru.ru_maxrss
 
 
-def thread_env(n):
+def thread_env(n, side="torch"):
+    """The thread count for both sides, OpenBLAS included (the issue's rule).
+    BENCH_GRADC_BLAS_THREADS overrides OpenBLAS's count for the gradc side only (an
+    experiment knob: gradc's pool and OpenBLAS's threads share the cores)."""
     env = dict(os.environ)
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GRADC_THREADS"):
         env[var] = str(n)
+    if side == "gradc" and os.environ.get("BENCH_GRADC_BLAS_THREADS"):
+        env["OPENBLAS_NUM_THREADS"] = os.environ["BENCH_GRADC_BLAS_THREADS"]
     return env
 
 
@@ -233,7 +238,7 @@ class GradcSide:
         if cfg[0] != "sample" or os.path.exists(self.ckpt(exe)):
             return None
         train = (cfg[5], cfg[1], cfg[2], cfg[3], None, cfg[5])
-        r = run_measured(self.command(exe, train, 1), thread_env(cfg[3]))
+        r = run_measured(self.command(exe, train, 1), thread_env(cfg[3], "gradc"))
         return None if r[2] == 0 else "train (for a checkpoint) exited %d: %s" % (
             r[2], (r[1].strip().splitlines() or [""])[-1])
 
@@ -253,7 +258,7 @@ class GradcSide:
                 "--steps", str(steps_per_block(kind, dim, batch, sstep or 1))]
         if kind == "sample":
             argv += ["--sample-steps", str(sstep), "--T", "0.994" if net == "imm" else "1.0"]
-        out, err, rc, _, rss = run_measured(argv, thread_env(threads))
+        out, err, rc, _, rss = run_measured(argv, thread_env(threads, "gradc"))
         if rc != 0:
             return {"error": "gradc_jit_bench exited %d: %s" % (
                 rc, (err.strip().splitlines() or [""])[0])}
@@ -274,7 +279,7 @@ class GradcSide:
         if why:
             return {"error": why}
         k = steps_per_block(kind, dim, batch, sstep or 1)
-        env = thread_env(threads)
+        env = thread_env(threads, "gradc")
         base = run_measured(self.command(exe, cfg, 3), env)
         if base[2] != 0:
             return {"error": "%s exited %d: %s" % (os.path.basename(exe), base[2],
