@@ -32,6 +32,7 @@
 
 typedef struct {
   const char *path, *data, *mode;
+  const char *emit_exe, *rt_dir; /* --emit-exe: build the AOT executable and stop */
   int threads, steps, blocks, warmup, sample_steps;
   double T;
 } BenchOpts;
@@ -90,6 +91,8 @@ static int parse(BenchOpts *o, Ctx *c, int argc, char **argv) {
       c->defines[c->ndefines].name = arena_printf(&c->arena, "%.*s", (int)(eq - v), v);
       c->defines[c->ndefines++].value = eq + 1;
     } else if (!strcmp(a, "--data")) o->data = v;
+    else if (!strcmp(a, "--emit-exe")) o->emit_exe = v;
+    else if (!strcmp(a, "--rt-dir")) o->rt_dir = v;
     else if (!strcmp(a, "--mode")) o->mode = v;
     else if (!strcmp(a, "--threads")) o->threads = atoi(v);
     else if (!strcmp(a, "--steps")) o->steps = atoi(v);
@@ -234,6 +237,36 @@ static int run(Bench *b, const BenchOpts *o, double *rates, double *cpu) {
   return 0;
 }
 
+/* --emit-exe PATH [--rt-dir DIR]: what `gradc build` will do (front end, loss_grad,
+ * cg_build_executable), so the suite can measure a real training executable's memory
+ * before the CLI has the command. Prints {"built": PATH, "build_cpu_s": ..}. */
+static int emit_exe(Ctx *c, const BenchOpts *o) {
+  Program p;
+  double c0 = cpu_now(), t0 = now();
+  program_init(&p, c);
+  if (fe_compile(c, o->path, &p)) {
+    diag_print_all(c, stderr);
+    return 1;
+  }
+  const Graph *loss = program_find_entry(&p, "loss");
+  if (loss && !ad_grad_entry(&p, loss)) {
+    diag_print_all(c, stderr);
+    return 1;
+  }
+  CgOptions co;
+  cg_options_default(&co);
+  co.rt_dir = o->rt_dir;
+  co.source_name = o->path;
+  if (cg_build_executable(c, &p, &co, o->emit_exe)) {
+    diag_print_all(c, stderr);
+    return 1;
+  }
+  printf("{\"built\": \"%s\", \"build_cpu_s\": %.4f, \"build_wall_s\": %.4f}\n", o->emit_exe,
+         cpu_now() - c0, now() - t0);
+  program_free(&p);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   Ctx c;
   ctx_init(&c);
@@ -242,6 +275,7 @@ int main(int argc, char **argv) {
   memset(&b, 0, sizeof b);
   if (parse(&o, &c, argc, argv)) return 1;
   char err[512];
+  if (o.emit_exe) return emit_exe(&c, &o);
   if (!o.data) return die("--data FILE.npy is required", NULL);
   if (gr_npy_read(o.data, &b.data, err, sizeof err) || b.data.dtype != GR_F32 || b.data.rank != 2)
     return die("cannot use the data", o.data);

@@ -160,6 +160,7 @@ class GradcSide:
         self.exes = {}
         self.compile_s = {}
         self.mm_flops = {}  # (graph, D, B) -> matmul flops in gradc's optimized loss_grad
+        self.aot_note = None
         self.how = None
         jit = os.path.join(BDIR, "gradc_jit_bench")
         if not os.access(GRADC, os.X_OK):
@@ -263,11 +264,36 @@ class GradcSide:
             return {"error": "gradc_jit_bench exited %d: %s" % (
                 rc, (err.strip().splitlines() or [""])[0])}
         row = json.loads(out.strip().splitlines()[-1])
-        row["peak_rss_kb"] = rss
+        row["peak_rss_kb"] = row["jit_rss_kb"] = rss
+        aot = self.aot_rss(cfg)
+        if aot:
+            row["peak_rss_kb"], row["rss_from"] = aot, "aot"
         self.compile_s.setdefault(self.key(cfg), row["compile_cpu_s"])
         if kind != "sample":
             self.mm_flops.setdefault(self.key(cfg), row.get("matmul_flops_opt"))
         return row
+
+    def aot_rss(self, cfg):
+        """Peak RSS of the real training executable (AOT, built through the library by
+        the harness's --emit-exe, as `gradc build` will): 3 training steps, or one
+        sampler call. The JIT harness's own RSS includes LLVM and the compiler."""
+        key = self.key(cfg)
+        if key not in self.exes:
+            graph, dim, batch = key
+            exe = os.path.join(BDIR, "aot_%s_d%d_b%d" % key)
+            argv = [self.jit, self.graph(graph), "-I", os.path.join(ROOT, "stdlib"),
+                    "-D", "B=%d" % batch, "-D", "D=%d" % dim, "--emit-exe", exe,
+                    "--rt-dir", BUILD]
+            r = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+            self.exes[key] = exe if r.returncode == 0 and os.access(exe, os.X_OK) else None
+            if self.exes[key] is None:
+                self.aot_note = "AOT build failed: %s" % (r.stderr.strip().splitlines() or [""])[0]
+        exe = self.exes[key]
+        if not exe or self.prepare(exe, cfg):
+            return None
+        r = run_measured(self.command(exe, cfg, 1 if cfg[0] == "sample" else 3),
+                         thread_env(cfg[3], "gradc"))
+        return r[4] if r[2] == 0 else None
 
     def run_aot(self, cfg):
         """Steps/s by differencing: time(n0 + k steps) - time(n0 steps), median of blocks."""
@@ -352,6 +378,10 @@ def print_table(rows, pk, gradc):
             "%.0f" % (tr["peak_rss_kb"] / 1024) if "error" not in tr else "n/a",
             "%.0f" % (gr["peak_rss_kb"] / 1024) if "error" not in gr else "n/a"))
     print()
+    if gradc.how == "jit":
+        print("gradc RSS: peak RSS of the AOT training executable (built through the library,"
+              " 3 steps or one sampler call); rates from the in-process JIT harness.%s" % (
+                  " " + gradc.aot_note if gradc.aot_note else ""))
     print("CPU-time ratio (1 thread only): the same ratio from steps per CPU second of each"
           " process, robust to other jobs on the machine.")
     print("GFLOP/step: per training step, or per sampler call (all its steps, batch 1024).")
