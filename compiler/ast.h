@@ -32,7 +32,7 @@ typedef struct {
 Token *fe_lex(Ctx *c, int file, int *ntok);
 
 /* ---- types in annotations ------------------------------------------------------------ */
-typedef enum { TY_TENSOR, TY_INT, TY_FLOAT, TY_BOOL, TY_STR, TY_FN, TY_TUPLE } TypeKind;
+typedef enum { TY_TENSOR, TY_INT, TY_FLOAT, TY_BOOL, TY_STR, TY_LIST, TY_FN, TY_TUPLE } TypeKind;
 
 typedef struct Ast Ast;
 typedef struct TypeExpr TypeExpr;

@@ -294,6 +294,9 @@ static int unify(Elab *E, Frame *f, TypeExpr *t, Value *v, const char *what, Src
   case TY_STR:
     if (v->k == V_STR) return 0;
     break;
+  case TY_LIST:
+    if (v->k == V_LIST || v->k == V_TUPLE) return 0;
+    break;
   case TY_FN:
     if (v->k == V_FN || v->k == V_BUILTIN || v->k == V_EXTERN) return 0;
     break;

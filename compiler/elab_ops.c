@@ -32,7 +32,8 @@ int elab_norm_axis(Elab *E, int64_t ax, int rank, SrcLoc loc) {
 }
 
 int elab_get_shape(Elab *E, Value v, SrcLoc loc, Shape *out, int allow_infer) {
-  if (v.k == V_INT) v = (Value){.k = V_LIST, .items = &v, .n = 1, .t = IR_ERR};
+  Value one = v;
+  if (v.k == V_INT) v = (Value){.k = V_LIST, .items = &one, .n = 1, .t = IR_ERR};
   if (v.k != V_LIST && v.k != V_TUPLE) {
     if (v.k != V_ERR)
       diag_error(E->c, loc, "e.g. [B, D]", "a shape must be a list of ints, got %s",

@@ -166,8 +166,9 @@ static void eval_consts(Elab *E, Module *m, int is_main) {
     if (d->kind != D_CONST) continue;
     Value v = elab_expr(E, d->value);
     if (d->ctype && v.k != V_ERR) {
-      if (d->ctype->kind == TY_TENSOR || d->ctype->kind == TY_FN || d->ctype->kind == TY_TUPLE) {
-        diag_error(E->c, d->ctype->loc, NULL, "a constant's type is int, float, bool or str");
+      if (d->ctype->kind == TY_TENSOR || d->ctype->kind == TY_FN || d->ctype->kind == TY_TUPLE ||
+          d->ctype->kind == TY_LIST) {
+        diag_error(E->c, d->ctype->loc, NULL, "a constant's declared type is int, float, bool or str");
         v = v_err();
       } else if (d->ctype->kind == TY_FLOAT && v.k == V_INT) {
         v = v_float((double)v.i);

@@ -353,7 +353,7 @@ static int dtype_of_name(const char *s) {
 
 /* type  = ttype | ctype | "fn"
  * ttype = DTYPE [ "[" dim { "," dim } "]" ]      dim = expr
- * ctype = "int" | "float" | "bool" | "str" */
+ * ctype = "int" | "float" | "bool" | "str" | "list" */
 static TypeExpr *type(Parser *P) {
   TypeExpr *ty = arena_alloc(&P->c->arena, sizeof *ty);
   ty->loc = P->t->loc;
@@ -361,16 +361,16 @@ static TypeExpr *type(Parser *P) {
     ty->kind = TY_FN;
     return ty;
   }
-  const char *name = expect_name(P, "a type (f32[..], f64, i32, i64, int, float, bool, str, fn)");
-  static const char *const ctypes[] = {"int", "float", "bool", "str"};
-  for (int i = 0; i < 4; i++)
+  const char *name = expect_name(P, "a type (f32[..], f64, i32, i64, int, float, bool, str, list, fn)");
+  static const char *const ctypes[] = {"int", "float", "bool", "str", "list"};
+  for (int i = 0; i < 5; i++)
     if (!strcmp(name, ctypes[i])) {
       ty->kind = (TypeKind)(TY_INT + i);
       return ty;
     }
   int dt = dtype_of_name(name);
   if (dt < 0)
-    fail_at(P, ty->loc, "types: f32[..], f64[..], i32[..], i64[..], int, float, bool, str, fn",
+    fail_at(P, ty->loc, "types: f32[..], f64[..], i32[..], i64[..], int, float, bool, str, list, fn",
             "unknown type '%s'", name);
   ty->kind = TY_TENSOR;
   ty->dtype = (DType)dt;
@@ -719,7 +719,7 @@ static void expr_str(Ctx *c, const Ast *a, char *buf, size_t n, size_t *k) {
 }
 
 const char *fe_type_str(Ctx *c, const TypeExpr *t) {
-  static const char *const names[] = {"", "int", "float", "bool", "str", "fn", ""};
+  static const char *const names[] = {"", "int", "float", "bool", "str", "list", "fn", ""};
   if (!t) return "?";
   if (t->kind == TY_TENSOR) {
     char buf[256];

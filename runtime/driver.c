@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -451,6 +452,7 @@ typedef struct {
   void *ws;
   float *x, *loss;
   int32_t *labels;
+  void **outs; /* loss, then one gradient per parameter (allocated once) */
 } TrainIO;
 
 static int check_loss_grad(const GrModuleInfo *m, const GrEntryInfo *e, GrData *d, TrainIO *io) {
@@ -477,16 +479,21 @@ static int check_loss_grad(const GrModuleInfo *m, const GrEntryInfo *e, GrData *
   return 0;
 }
 
-static int train_io_alloc(TrainIO *io) {
+static int train_io_alloc(TrainIO *io, const GrState *s) {
+  io->outs = calloc((size_t)s->np + 1, sizeof *io->outs);
   io->ws = gr_alloc((size_t)(io->e->workspace_bytes > 0 ? io->e->workspace_bytes : 64));
   io->x = gr_alloc((size_t)(io->B * io->row) * 4 + 4);
   io->labels = gr_alloc((size_t)io->B * 4 + 4);
   io->loss = gr_alloc(64);
-  return io->ws && io->x && io->labels && io->loss ? 0 : -1;
+  if (!io->outs || !io->ws || !io->x || !io->labels || !io->loss) return -1;
+  io->outs[0] = io->loss;
+  for (int i = 0; i < s->np; i++) io->outs[1 + i] = s->g[i];
+  return 0;
 }
 
 static void train_io_free(TrainIO *io) {
   gr_free(io->ws), gr_free(io->x), gr_free(io->labels), gr_free(io->loss);
+  free(io->outs);
 }
 
 static int open_data(GrOpts *o, const char *src, int eval, GrData *d) {
@@ -507,12 +514,7 @@ static int train_step(GrState *s, GrOpts *o, TrainIO *io, GrData *d, const GrRun
     return -1;
   }
   void *in[2] = {io->x, io->labels};
-  void **outs = malloc((size_t)(1 + s->np) * sizeof *outs);
-  if (!outs) return -1;
-  outs[0] = io->loss;
-  for (int i = 0; i < s->np; i++) outs[1 + i] = s->g[i];
-  gr_call_entry(io->e, s->m, in, (void *const *)s->w, outs, io->ws, &rc);
-  free(outs);
+  gr_call_entry(io->e, s->m, in, (void *const *)s->w, io->outs, io->ws, &rc);
   *grad_norm = gr_grad_norm(s->g, s->numel, s->np);
   if (!isfinite(*io->loss) || !isfinite(*grad_norm)) return 1;
   gr_clip_scale(s->g, s->numel, s->np, *grad_norm, o->clip);
@@ -526,6 +528,16 @@ static int train_step(GrState *s, GrOpts *o, TrainIO *io, GrData *d, const GrRun
   }
   s->step++;
   return 0;
+}
+
+/* Ctrl-C (SIGINT) or SIGTERM during training: finish the current step, write a
+ * checkpoint, exit 130. A signal handler can only talk through a global flag; this is
+ * the one piece of global state in the runtime, set by the handler, read by the loop. */
+static volatile sig_atomic_t gr_stop_requested;
+
+static void on_stop_signal(int sig) {
+  (void)sig;
+  gr_stop_requested = 1;
 }
 
 static int train_loop(GrState *s, GrOpts *o, TrainIO *io, GrData *d, GrPool *pool) {
@@ -555,12 +567,19 @@ static int train_loop(GrState *s, GrOpts *o, TrainIO *io, GrData *d, GrPool *poo
       since = s->step;
       t_last = now;
     } else gr_log_progress(&lg, &row);
-    if (s->step % o->ckpt_every == 0 || s->step == stop) {
+    int interrupted = gr_stop_requested != 0;
+    if (s->step % o->ckpt_every == 0 || s->step == stop || interrupted) {
       if (save_ckpt(s, o, err, sizeof err)) {
         rcode = fail("%s", err);
         break;
       }
       last_ckpt = s->step;
+    }
+    if (interrupted) {
+      gr_log_close(&lg);
+      fprintf(stderr, "interrupted at step %lld; checkpoint written to %s (continue with --resume)\n",
+              (long long)s->step, o->ckpt);
+      return 130;
     }
   }
   gr_log_close(&lg);
@@ -605,10 +624,19 @@ static int cmd_train(GrOpts *o) {
     return 1;
   }
   if (check_loss_grad(m, e, &d, &io) == 0) {
-    if (train_io_alloc(&io)) fail("out of memory (workspace %lld bytes)", (long long)e->workspace_bytes);
+    if (train_io_alloc(&io, &s)) fail("out of memory (workspace %lld bytes)", (long long)e->workspace_bytes);
     else {
       GrPool *pool = gr_pool_create(o->threads);
+      struct sigaction sa, old_int, old_term;
+      memset(&sa, 0, sizeof sa);
+      sa.sa_handler = on_stop_signal;
+      sigemptyset(&sa.sa_mask);
+      gr_stop_requested = 0;
+      sigaction(SIGINT, &sa, &old_int);
+      sigaction(SIGTERM, &sa, &old_term);
       rc = train_loop(&s, o, &io, &d, pool);
+      sigaction(SIGINT, &old_int, NULL);
+      sigaction(SIGTERM, &old_term, NULL);
       gr_pool_destroy(pool);
       if (rc == 0 && !o->quiet)
         printf("trained to step %lld; checkpoint %s\n", (long long)s.step, o->ckpt);

@@ -210,11 +210,14 @@ typedef struct {
 
 static const double mmd_scale[4] = {0.1, 0.5, 1, 2};
 
-static void eval_metrics(const float *x, const float *y, int64_t n, int64_t d, double med,
-                         uint64_t seed, EvalRow *r) {
-  r->energy = gr_energy_distance(x, n, y, n, d);
-  for (int b = 0; b < 4; b++) r->mmd[b] = gr_mmd_rbf(x, n, y, n, d, mmd_scale[b] * med);
+static int eval_metrics(const float *x, const float *y, int64_t n, int64_t d, double med,
+                        uint64_t seed, EvalRow *r, GrPool *pool) {
+  double h[4];
+  for (int b = 0; b < 4; b++) h[b] = mmd_scale[b] * med;
+  GrRunCtx rc = {seed, 0, pool};
+  if (gr_energy_mmd(x, n, y, n, d, h, 4, &r->energy, r->mmd, &rc)) return efail("out of memory");
   r->sw2 = gr_sliced_w2(x, y, n, d, 128, seed);
+  return 0;
 }
 
 static int parse_steps_list(const char *s, int64_t *ks, int max) {
@@ -278,12 +281,11 @@ int gr_cmd_eval(GrOpts *o) {
     else {
       double med = gr_median_dist(y, n, sp.row);
       snprintf(rows[0].label, sizeof rows[0].label, "data");
-      eval_metrics(x, y, n, sp.row, med, o->seed, &rows[0]);
-      int ok = 1;
+      int ok = eval_metrics(x, y, n, sp.row, med, o->seed, &rows[0], pool) == 0;
       for (int i = 0; ok && i < nk; i++) {
         ok = run_sampler(o, &sp, sampling_weights(o, &s), ks[i], n, x, pool) == 0;
         snprintf(rows[i + 1].label, sizeof rows[i + 1].label, "%lld", (long long)ks[i]);
-        if (ok) eval_metrics(x, y, n, sp.row, med, o->seed, &rows[i + 1]);
+        if (ok) ok = eval_metrics(x, y, n, sp.row, med, o->seed, &rows[i + 1], pool) == 0;
       }
       if (ok) {
         eval_print(o, rows, nk + 1, n, med);

@@ -70,6 +70,10 @@ int gr_png_grid(const char *path, const float *imgs, int64_t n, int ih, int iw, 
 double gr_energy_distance(const float *x, int64_t n, const float *y, int64_t m, int64_t d);
 /* Biased (V-statistic) MMD^2 with k(a, b) = exp(-|a - b|^2 / (2 h^2)). */
 double gr_mmd_rbf(const float *x, int64_t n, const float *y, int64_t m, int64_t d, double h);
+/* Both at once for several bandwidths h[0..nh) (nh <= 16), rows split over rc's pool
+ * (deterministic for any thread count). Returns -1 when memory runs out. */
+int gr_energy_mmd(const float *x, int64_t n, const float *y, int64_t m, int64_t d,
+                  const double *h, int nh, double *energy, double *mmd, const GrRunCtx *rc);
 /* Median pairwise distance of the rows of y (the bandwidth reference). */
 double gr_median_dist(const float *y, int64_t m, int64_t d);
 /* Mean over `ndir` random unit directions of W2^2 between the projections; n == m. */

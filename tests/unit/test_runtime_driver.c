@@ -220,6 +220,19 @@ START_TEST(nonfinite_loss_stops) {
 }
 END_TEST
 
+START_TEST(interrupt_checkpoints_and_resumes) {
+  capture_stderr();
+  ck_assert_int_eq(run(FAKE_SIGINT_AT_3, "train", "--steps", "20", "--ckpt", "@a.safetensors", "--quiet", NULL), 130);
+  char *e = captured();
+  ck_assert_msg(strstr(e, "interrupted at step 4"), "%s", e);
+  free(e);
+  /* resuming the interrupted run gives the uninterrupted result */
+  ck_assert_int_eq(run(FAKE_PLAIN, "train", "--steps", "20", "--resume", "--ckpt", "@a.safetensors", "--quiet", NULL), 0);
+  ck_assert_int_eq(run(FAKE_PLAIN, "train", "--steps", "20", "--ckpt", "@b.safetensors", "--quiet", NULL), 0);
+  ck_assert(same_file("a.safetensors", "b.safetensors"));
+}
+END_TEST
+
 START_TEST(data_matches_training_stream) {
   ck_assert_int_eq(run(FAKE_PLAIN, "data", "-n", "100", "--out", "@d.npy", "--seed", "3", "--quiet", NULL), 0);
   char path[600], err[512];
@@ -317,6 +330,31 @@ START_TEST(data_dimension_mismatch) {
 }
 END_TEST
 
+START_TEST(labels_and_jsonl_log) {
+  ck_assert_int_eq(run(FAKE_LABELS, "train", "--steps", "12", "--every", "4", "--ckpt", "@a.safetensors",
+                       "--log", "@log.jsonl", "--quiet", NULL), 0);
+  size_t n;
+  char *log = slurp("log.jsonl", &n);
+  ck_assert_ptr_nonnull(log);
+  int rows = 0;
+  for (char *p = log; (p = strstr(p, "{\"step\":")) != NULL; p++) rows++;
+  ck_assert_int_eq(rows, 3);
+  ck_assert(strstr(log, "{\"step\":12,\"loss\":") && strstr(log, "\"grad_norm\":") && strstr(log, "\"steps_per_s\":"));
+  free(log);
+  /* a source without labels for a model that takes them */
+  capture_stderr();
+  char path[600], err[512];
+  snprintf(path, sizeof path, "%s/two.npy", dir);
+  GrTensor u = {GR_F32, 2, {8, 2}, gr_alloc(64)};
+  ck_assert_int_eq(gr_npy_write(path, &u, err, sizeof err), 0);
+  gr_tensor_free(&u);
+  ck_assert_int_ne(run(FAKE_LABELS, "train", "--data", "@two.npy", "--steps", "2", "--ckpt", "@b.safetensors", NULL), 0);
+  char *e = captured();
+  ck_assert_msg(strstr(e, "takes labels"), "%s", e);
+  free(e);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("runtime_driver");
   TCase *tc = tcase_create("gr_main");
@@ -330,11 +368,13 @@ static Suite *suite(void) {
   tcase_add_test(tc, corrupt_checkpoint_refused);
   tcase_add_test(tc, unwritable_paths);
   tcase_add_test(tc, nonfinite_loss_stops);
+  tcase_add_test(tc, interrupt_checkpoints_and_resumes);
   tcase_add_test(tc, data_matches_training_stream);
   tcase_add_test(tc, sample_and_eval);
   tcase_add_test(tc, gradcheck_paths);
   tcase_add_test(tc, bad_flags);
   tcase_add_test(tc, data_dimension_mismatch);
+  tcase_add_test(tc, labels_and_jsonl_log);
   suite_add_tcase(s, tc);
   return s;
 }
