@@ -440,6 +440,9 @@ static void exec_block(Elab *E, Ast *b);
 static const char *frame_path(Elab *E, Frame *f);
 
 static int count_work(Elab *E, SrcLoc loc) {
+  /* Once the error limit is reached nothing more can be reported: stop, instead of
+   * unrolling millions of iterations that each fail again (found by fuzz_frontend). */
+  if (E->c->ndiags >= E->c->max_errors) return -1;
   if (++E->work > FE_MAX_WORK || (E->g && E->g->nnodes > FE_MAX_NODES)) {
     if (E->work < (int64_t)1 << 60)
       diag_error(E->c, loc, "loops are unrolled at compile time: reduce the iteration counts",

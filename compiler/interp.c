@@ -37,6 +37,9 @@
  *                    function called once per element, the result converted to the node
  *                    dtype
  *
+ * Errors name the node, and its source line when it has one; a graph that fails ir_verify
+ * is refused before anything runs.
+ *
  * Memory: only nodes that an output depends on are evaluated; a node's buffer is freed
  * right after its last consumer ran. Output buffers are handed to the caller.
  */
@@ -64,7 +67,13 @@ typedef struct {
 __attribute__((format(printf, 3, 4))) static int fail(Interp *it, int id, const char *fmt, ...) {
   if (!it->err || !it->nerr) return -1;
   const Node *n = &it->g->nodes[id];
-  int k = snprintf(it->err, it->nerr, "interp: %%%d (%s): ", id, op_name(n->op));
+  const Ctx *c = it->g->ctx;
+  int k;
+  if (c && n->loc.file >= 0 && n->loc.file < c->nfiles) /* point at the user's line */
+    k = snprintf(it->err, it->nerr, "%s:%d:%d: %%%d (%s): ", c->files[n->loc.file].path, n->loc.line,
+                 n->loc.col, id, op_name(n->op));
+  else
+    k = snprintf(it->err, it->nerr, "interp: %%%d (%s): ", id, op_name(n->op));
   if (k < 0 || (size_t)k >= it->nerr) return -1;
   va_list ap;
   va_start(ap, fmt);

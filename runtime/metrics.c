@@ -28,31 +28,68 @@ static double row_dist2(const float *a, const float *b, int64_t d) {
   return s;
 }
 
-/* mean over all pairs (i, j) of f(|x_i - y_j|^2) */
-static double pair_mean(const float *x, int64_t n, const float *y, int64_t m, int64_t d,
-                        int rbf, double h) {
-  double s = 0, inv = rbf ? 1.0 / (2 * h * h) : 0;
-  for (int64_t i = 0; i < n; i++) {
-    double r = 0;
-    for (int64_t j = 0; j < m; j++) {
-      double q = row_dist2(x + i * d, y + j * d, d);
-      r += rbf ? exp(-q * inv) : sqrt(q);
+/* Means over all pairs (i, j) of |x_i - y_j| (out[0]) and of the RBF kernels
+ * exp(-|x_i - y_j|^2 / (2 h_k^2)) (out[1 + k]). Rows of x are split over the pool; each
+ * row's sums go to its own slot and are added up serially in row order, so the result
+ * does not depend on the thread count. */
+typedef struct {
+  const float *x, *y;
+  int64_t m, d;
+  int nh;
+  const double *inv; /* 1 / (2 h^2) per bandwidth */
+  double *rows;      /* [n, 1 + nh] */
+} PairEnv;
+
+static void pair_rows(void *env, int64_t lo, int64_t hi) {
+  PairEnv *e = env;
+  for (int64_t i = lo; i < hi; i++) {
+    double *r = e->rows + i * (1 + e->nh);
+    for (int k = 0; k <= e->nh; k++) r[k] = 0;
+    for (int64_t j = 0; j < e->m; j++) {
+      double q = row_dist2(e->x + i * e->d, e->y + j * e->d, e->d);
+      r[0] += sqrt(q);
+      for (int k = 0; k < e->nh; k++) r[1 + k] += exp(-q * e->inv[k]);
     }
-    s += r;
   }
-  return s / ((double)n * (double)m);
+}
+
+static int pair_means(const float *x, int64_t n, const float *y, int64_t m, int64_t d,
+                      const double *h, int nh, double *out, const GrRunCtx *rc) {
+  double inv[16];
+  if (nh > 16) return -1;
+  for (int k = 0; k < nh; k++) inv[k] = 1.0 / (2 * h[k] * h[k]);
+  PairEnv e = {x, y, m, d, nh, inv, malloc((size_t)n * (size_t)(1 + nh) * sizeof(double))};
+  if (!e.rows) return -1;
+  gr_parallel_for(rc, n, 16, pair_rows, &e);
+  for (int k = 0; k <= nh; k++) out[k] = 0;
+  for (int64_t i = 0; i < n; i++)
+    for (int k = 0; k <= nh; k++) out[k] += e.rows[i * (1 + nh) + k];
+  for (int k = 0; k <= nh; k++) out[k] /= (double)n * (double)m;
+  free(e.rows);
+  return 0;
+}
+
+static double clamp0(double e) { return e < 0 && e > -1e-12 ? 0 : e; }
+
+int gr_energy_mmd(const float *x, int64_t n, const float *y, int64_t m, int64_t d,
+                  const double *h, int nh, double *energy, double *mmd, const GrRunCtx *rc) {
+  double xy[17], xx[17], yy[17];
+  if (pair_means(x, n, y, m, d, h, nh, xy, rc) || pair_means(x, n, x, n, d, h, nh, xx, rc) ||
+      pair_means(y, m, y, m, d, h, nh, yy, rc))
+    return -1;
+  *energy = clamp0(2 * xy[0] - xx[0] - yy[0]);
+  for (int k = 0; k < nh; k++) mmd[k] = clamp0(xx[1 + k] + yy[1 + k] - 2 * xy[1 + k]);
+  return 0;
 }
 
 double gr_energy_distance(const float *x, int64_t n, const float *y, int64_t m, int64_t d) {
-  double e = 2 * pair_mean(x, n, y, m, d, 0, 0) - pair_mean(x, n, x, n, d, 0, 0) -
-             pair_mean(y, m, y, m, d, 0, 0);
-  return e < 0 && e > -1e-12 ? 0 : e;
+  double e, unused;
+  return gr_energy_mmd(x, n, y, m, d, NULL, 0, &e, &unused, NULL) ? NAN : e;
 }
 
 double gr_mmd_rbf(const float *x, int64_t n, const float *y, int64_t m, int64_t d, double h) {
-  double e = pair_mean(x, n, x, n, d, 1, h) + pair_mean(y, m, y, m, d, 1, h) -
-             2 * pair_mean(x, n, y, m, d, 1, h);
-  return e < 0 && e > -1e-12 ? 0 : e;
+  double e, k;
+  return gr_energy_mmd(x, n, y, m, d, &h, 1, &e, &k, NULL) ? NAN : k;
 }
 
 static int cmp_double(const void *a, const void *b) {

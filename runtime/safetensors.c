@@ -327,7 +327,12 @@ static int st_metadata(Js *j, GrStFile *f, char ***strs, int *nstr) {
   do {
     char *k, *v;
     if (js_string(j, &k)) return -1;
-    if (!js_eat(j, ':') || js_string(j, &v)) {
+    if (!js_eat(j, ':')) {
+      free(k);
+      return js_fail(j, "expected ':' in __metadata__");
+    }
+    js_ws(j);
+    if (j->p >= j->end || *j->p != '"' || js_string(j, &v)) {
       free(k);
       return js_fail(j, "__metadata__ values must be strings");
     }

@@ -49,13 +49,19 @@ int64_t gr_numel(const GrTensorInfo *t) {
   return n;
 }
 
-/* Stores v into element i of buf in the given dtype (float -> int truncates). */
+/* Stores v into element i of buf in the given dtype. Float -> int follows the IR's cast
+ * rule (truncate toward zero, saturate, NaN -> 0). */
 static void store_elem(void *buf, int32_t dtype, int64_t i, double v) {
   switch (dtype) {
   case GR_F32: ((float *)buf)[i] = (float)v; break;
   case GR_F64: ((double *)buf)[i] = v; break;
-  case GR_I32: ((int32_t *)buf)[i] = isfinite(v) && fabs(v) < 2147483647.0 ? (int32_t)v : 0; break;
-  case GR_I64: ((int64_t *)buf)[i] = isfinite(v) && fabs(v) < 9.2e18 ? (int64_t)v : 0; break;
+  case GR_I32:
+    ((int32_t *)buf)[i] = isnan(v) ? 0 : v >= 2147483647.0 ? INT32_MAX : v <= -2147483648.0 ? INT32_MIN : (int32_t)v;
+    break;
+  case GR_I64:
+    ((int64_t *)buf)[i] = isnan(v) ? 0 : v >= 9223372036854775807.0 ? INT64_MAX
+                                     : v <= -9223372036854775808.0 ? INT64_MIN : (int64_t)v;
+    break;
   default: break;
   }
 }

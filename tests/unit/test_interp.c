@@ -10,6 +10,7 @@
  */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -648,9 +649,11 @@ static void t_gather_scatter(Op op, DType dt) {
     ValId ix = tu_input(&c.t, "idx", DT_I32, TU_SHAPE(2));
     double iv[2] = {0, bad ? -1 : 4};
     c.in[c.nin++] = tu_tensor_vals(DT_I32, TU_SHAPE(2), iv);
-    ValId y = op == OP_GATHER ? ir_gather(c.t.g, x, ix, 0, L) : ir_scatter_add(c.t.g, ir_slice(c.t.g, x, 0, 0, 2, L), ix, 0, 4, L);
+    SrcLoc at = {ctx_add_file(&c.t.ctx, "model.grad", "x\n", 2), 12, 7};
+    ValId y = op == OP_GATHER ? ir_gather(c.t.g, x, ix, 0, at) : ir_scatter_add(c.t.g, ir_slice(c.t.g, x, 0, 0, 2, L), ix, 0, 4, at);
     ck_assert_int_eq(case_run_seeded(&c, y, 1, 0), -1);
     ck_assert_msg(strstr(c.err, "out of range"), "%s", c.err);
+    ck_assert_msg(strstr(c.err, "model.grad:12:7"), "error does not point at the source: %s", c.err);
     ck_assert_ptr_null(c.out[0].data);
     case_free(&c);
   }
@@ -945,16 +948,104 @@ START_TEST(mlp_mse) {
 }
 END_TEST
 
+/* Every init kind, f32 and f64: element i of parameter k is the documented function of
+ * (seed, Philox stream 0x5EED0000 + k, i), computed in double and rounded to the dtype. */
+START_TEST(param_init_formulas) {
+  TuGraph t;
+  tu_graph_init(&t);
+  static const struct { InitKind kind; double a, b; } inits[] = {
+      {INIT_ZEROS, 0, 0}, {INIT_ONES, 0, 0}, {INIT_CONST, -0.3, 0}, {INIT_NORMAL, 0.02, 0},
+      {INIT_UNIFORM, -2, 3}, {INIT_GLOROT, 0, 0}, {INIT_HE, 0, 0}};
+  Shape s = TU_SHAPE(2, 3, 5); /* fan_in = 2 * 3, fan_out = 2 * 5 */
+  int np = 0;
+  for (int d = 0; d < 2; d++)
+    for (size_t k = 0; k < sizeof inits / sizeof inits[0]; k++) {
+      char name[32];
+      snprintf(name, sizeof name, "p%d_%zu", d, k);
+      ck_assert(tu_param(&t, name, d ? DT_F64 : DT_F32, s, inits[k].kind, inits[k].a, inits[k].b) != IR_ERR);
+      np++;
+    }
+  ck_assert_int_eq(t.prog.nparams, np);
+  GrTensor ps[14], other[14];
+  ck_assert(interp_init_params(&t.prog, 77, ps) == 0);
+  ck_assert(interp_init_params(&t.prog, 78, other) == 0);
+  for (int k = 0; k < np; k++) {
+    const Param *pr = &t.prog.params[k];
+    ck_assert(pr->init.fan_in == 6 && pr->init.fan_out == 10);
+    uint64_t st = 0x5EED0000u + (uint64_t)k;
+    int f32 = pr->dtype == DT_F32, differs = 0;
+    for (int64_t i = 0; i < 30; i++) {
+      uint64_t ui = (uint64_t)i;
+      double u = f32 ? (double)gr_uniform_f32(77, 0, st, ui) : gr_uniform_f64(77, 0, st, ui);
+      double z = gr_normal_f64(77, 0, st, ui), a = pr->init.a, b = pr->init.b, w = 0;
+      switch (pr->init.kind) {
+      case INIT_ZEROS: w = 0; break;
+      case INIT_ONES: w = 1; break;
+      case INIT_CONST: w = a; break;
+      case INIT_NORMAL: w = a * z; break;
+      case INIT_UNIFORM: w = a + (b - a) * u; break;
+      case INIT_GLOROT: w = -sqrt(6.0 / 16) + 2 * sqrt(6.0 / 16) * u; break;
+      case INIT_HE: w = sqrt(2.0 / 6) * z; break;
+      default: ck_abort();
+      }
+      if (f32) w = (float)w;
+      ck_assert_msg(tu_get(&ps[k], i) == w, "%s element %lld: got %.17g want %.17g", pr->name, (long long)i,
+                    tu_get(&ps[k], i), w);
+      differs += tu_get(&ps[k], i) != tu_get(&other[k], i);
+    }
+    int random = pr->init.kind >= INIT_NORMAL;
+    ck_assert_msg(random ? differs == 30 : differs == 0, "%s: seed dependence %d", pr->name, differs);
+    gr_tensor_free(&ps[k]);
+    gr_tensor_free(&other[k]);
+  }
+  tu_graph_free(&t);
+}
+END_TEST
+
+/* docs/interpreter.md is the contract codegen implements: its semantics table must name
+ * every op of the table (as a whole word on a table row). Tests run from the repository
+ * root (tests/run_all.sh, make test). */
+static int doc_row_names(const char *doc, const char *name) {
+  size_t n = strlen(name);
+  for (const char *line = doc; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+    if (*line != '|') continue;
+    const char *end = strchr(line, '\n');
+    const char *cell_end = strchr(line + 1, '|'); /* the first cell names the ops */
+    if (!cell_end || (end && cell_end > end)) continue;
+    for (const char *q = line + 1; q + n <= cell_end; q++) {
+      int before = q == line + 1 || !(q[-1] == '_' || (q[-1] >= 'a' && q[-1] <= 'z'));
+      int after = !(q[n] == '_' || (q[n] >= 'a' && q[n] <= 'z'));
+      if (before && after && !strncmp(q, name, n)) return 1;
+    }
+  }
+  return 0;
+}
+
+START_TEST(doc_covers_every_op) {
+  FILE *f = fopen("docs/interpreter.md", "rb");
+  ck_assert_msg(f != NULL, "docs/interpreter.md not found: run the tests from the repository root");
+  static char doc[1 << 16];
+  size_t n = fread(doc, 1, sizeof doc - 1, f);
+  fclose(f);
+  doc[n] = 0;
+  for (int op = 0; op < OP_COUNT; op++)
+    ck_assert_msg(doc_row_names(doc, op_name((Op)op)), "docs/interpreter.md has no row for op '%s'",
+                  op_name((Op)op));
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("interp");
   TCase *tc = tcase_create("ops");
   tcase_add_test(tc, op_table_covered);
+  tcase_add_test(tc, doc_covers_every_op);
   tcase_add_loop_test(tc, op_case, 0, NCASES);
   tcase_add_test(tc, integer_ops);
   tcase_add_test(tc, special_values);
   tcase_add_test(tc, outputs_and_liveness);
   tcase_add_test(tc, integer_data_movement);
   tcase_add_test(tc, mlp_mse);
+  tcase_add_test(tc, param_init_formulas);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

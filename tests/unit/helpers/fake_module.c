@@ -1,5 +1,6 @@
 /* fake_module.c: see fake_module.h. Shapes: x [B, 2], W [2, 2], b [2]. */
 #include <math.h>
+#include <signal.h>
 #include <string.h>
 
 #include "fake_module.h"
@@ -22,6 +23,8 @@ static const GrConstInfo fake_consts[] = {
 };
 
 static const GrTensorInfo in_x[1] = {{"x", GR_F32, 2, {FAKE_B, 2}, 0, 0, 0, 0, 0}};
+static const GrTensorInfo in_xl[2] = {{"x", GR_F32, 2, {FAKE_B, 2}, 0, 0, 0, 0, 0},
+                                      {"labels", GR_I32, 1, {FAKE_B}, 0, 0, 0, 0, 0}};
 static const GrTensorInfo in_x64[1] = {{"x", GR_F64, 2, {FAKE_B, 2}, 0, 0, 0, 0, 0}};
 static const GrTensorInfo out_lg[3] = {{"loss", GR_F32, 0, {0}, 0, 0, 0, 0, 0},
                                        {"d.net.w", GR_F32, 2, {2, 2}, 0, 0, 0, 0, 0},
@@ -93,9 +96,26 @@ static void e_loss(void **a, void *ws, const GrRunCtx *rc) { fake_loss_core(a, w
 static void e_loss_grad64(void **a, void *ws, const GrRunCtx *rc) { fake_loss_core(a, ws, rc, 1, 1, 0, 1); }
 static void e_loss64(void **a, void *ws, const GrRunCtx *rc) { fake_loss_core(a, ws, rc, 1, 0, 0, 1); }
 static void e_loss_grad_nan(void **a, void *ws, const GrRunCtx *rc) { fake_loss_core(a, ws, rc, 0, 1, 1, 1); }
+static void e_loss_grad_int(void **a, void *ws, const GrRunCtx *rc) {
+  fake_loss_core(a, ws, rc, 0, 1, 0, 1);
+  if (rc->step == 3) raise(SIGINT);
+}
 static void e_loss_grad_bad(void **a, void *ws, const GrRunCtx *rc) { fake_loss_core(a, ws, rc, 0, 1, 0, 1.5); }
 
 /* args: x, t, s, W, b, out: out = x + (s - t)(x W + b) */
+/* args: x, labels, W, b, loss, gW, gb */
+static void e_loss_grad_labels(void **a, void *ws, const GrRunCtx *rc) {
+  const float *x = a[0];
+  const int32_t *lab = a[1];
+  void *rest[6] = {a[0], a[2], a[3], a[4], a[5], a[6]};
+  fake_loss_core(rest, ws, rc, 0, 1, 0, 1);
+  double s = sqrt(3.0) / 4; /* checkerboard scale (docs/runtime.md) */
+  for (int i = 0; i < FAKE_B; i++) {
+    int cx = (int)floor(x[2 * i] / s) + 2, cy = (int)floor(x[2 * i + 1] / s) + 2;
+    if (lab[i] != 4 * cy + cx) *(float *)a[4] = NAN;
+  }
+}
+
 static void e_sample(void **a, void *ws, const GrRunCtx *rc) {
   const float *x = a[0], *t = a[1], *s = a[2], *w = a[3], *b = a[4];
   float *y = a[5];
@@ -110,8 +130,10 @@ static void e_sample(void **a, void *ws, const GrRunCtx *rc) {
 
 void fake_module_make(GrModuleInfo *m, GrEntryInfo *en, FakeVariant v) {
   int n = 0;
-  GrEntryFn lg = v == FAKE_NAN_AT_5 ? e_loss_grad_nan : v == FAKE_BAD_GRAD ? e_loss_grad_bad : e_loss_grad;
-  en[n++] = (GrEntryInfo){"loss_grad", 1, 3, in_x, out_lg, WS, 1000, lg};
+  GrEntryFn lg = v == FAKE_NAN_AT_5 ? e_loss_grad_nan : v == FAKE_BAD_GRAD ? e_loss_grad_bad
+               : v == FAKE_SIGINT_AT_3 ? e_loss_grad_int : e_loss_grad;
+  if (v == FAKE_LABELS) en[n++] = (GrEntryInfo){"loss_grad", 2, 3, in_xl, out_lg, WS, 1000, e_loss_grad_labels};
+  else en[n++] = (GrEntryInfo){"loss_grad", 1, 3, in_x, out_lg, WS, 1000, lg};
   en[n++] = (GrEntryInfo){"loss", 1, 1, in_x, out_lg, WS, 500, e_loss};
   en[n++] = (GrEntryInfo){"sample", 3, 1, in_s, in_s, 0, 100, e_sample};
   if (v == FAKE_WITH_F64) {

@@ -21,6 +21,9 @@ typedef enum {
   FAKE_FOREIGN,   /* same as plain, another graph hash */
   FAKE_NAN_AT_5,  /* loss becomes NaN from step 5 on */
   FAKE_BAD_GRAD,  /* gradient of W scaled by 1.5 (gradcheck must fail) */
+  FAKE_SIGINT_AT_3, /* raises SIGINT during step 3 (the trainer must stop cleanly) */
+  FAKE_LABELS,    /* loss_grad takes i32[B] labels too; the loss is NaN unless every label
+                     is the checkerboard cell of its row (so training checks the labels) */
 } FakeVariant;
 
 /* Fills *m (and the entries storage, >= 8 entries) with the given variant. */
