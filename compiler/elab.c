@@ -439,10 +439,17 @@ static int unify(Elab *E, Frame *f, TypeExpr *t, Value *v, What w, SrcLoc loc) {
 static void exec_block(Elab *E, Ast *b);
 static const char *frame_path(Elab *E, Frame *f);
 
+/* Elaboration of the current entry has given up (limits, or nothing new to report). */
+static int stopped(const Elab *E) {
+  return E->work > FE_MAX_WORK || E->repeats > 100 || E->c->ndiags >= E->c->max_errors;
+}
+
 static int count_work(Elab *E, SrcLoc loc) {
   /* Once the error limit is reached nothing more can be reported: stop, instead of
    * unrolling millions of iterations that each fail again (found by fuzz_frontend). */
   if (E->c->ndiags >= E->c->max_errors) return -1;
+  /* the same errors over and over (a failing call in an unrolled loop): nothing new to say */
+  if (E->repeats > 100) return -1;
   if (++E->work > FE_MAX_WORK || (E->g && E->g->nnodes > FE_MAX_NODES)) {
     if (E->work < (int64_t)1 << 60)
       diag_error(E->c, loc, "loops are unrolled at compile time: reduce the iteration counts",
@@ -643,7 +650,7 @@ static void exec_block(Elab *E, Ast *b) {
   Frame *f = E->top;
   Binding *saved = f->env;
   for (int i = 0; i < b->n && !f->returned; i++) {
-    if (E->work > FE_MAX_WORK) return;
+    if (stopped(E)) return;
     exec_stmt(E, b->list[i]);
   }
   if (!f->returned) unbind_to(E, f, saved);
@@ -735,7 +742,7 @@ static Value run_body(Elab *E, Frame *f, Decl *d, SrcLoc loc) {
   E->depth--;
   E->top = saved;
   Value r = f->returned ? f->ret : v_none();
-  if (r.k == V_ERR || E->work > FE_MAX_WORK) return v_err();
+  if (r.k == V_ERR || stopped(E)) return v_err();
   SrcLoc rloc = f->returned ? f->ret_loc : loc;
   if (d->ret) {
     if (!f->returned) {
@@ -842,7 +849,7 @@ static Value call_fn(Elab *E, Value callee, Value *args, const char **kw, int na
   int before = E->c->ndiags;
   Value r = run_body(E, &f, d, loc);
   unbind_to(E, &f, NULL);
-  if (E->c->ndiags > before) fe_dedupe_diags(E->c, 0);
+  if (E->c->ndiags > before) E->repeats += fe_dedupe_diags(E->c, 0);
   return r;
 }
 
@@ -966,6 +973,7 @@ void fe_elab_entry(Elab *E, Module *m, Decl *d);
 void fe_elab_entry(Elab *E, Module *m, Decl *d) {
   E->g = program_add_entry(E->p, d->name);
   E->work = 0;
+  E->repeats = 0;
   Frame f = {0};
   f.mod = m;
   f.fn = d;

@@ -61,6 +61,7 @@ typedef struct {
   Frame *top;     /* innermost frame */
   int depth;      /* call depth */
   int64_t work;   /* statements executed + loop iterations: bounds unrolling */
+  int64_t repeats;  /* diagnostics dropped as repeats: many means a loop failing again */
   Binding *free_bindings; /* recycled bindings (see unbind_to in elab.c) */
   const SrcLoc *arglocs; /* locations of the arguments of the call being bound, or NULL */
 } Elab;
@@ -72,7 +73,7 @@ typedef struct {
 #define FE_MAX_PARAMS 20000  /* trainable parameters of a program */
 
 /* Drops diagnostics identical (location and message) to an earlier one (frontend.c). */
-void fe_dedupe_diags(Ctx *c, int from);
+int fe_dedupe_diags(Ctx *c, int from); /* returns how many it dropped */
 
 /* values */
 Value v_err(void);

@@ -277,7 +277,7 @@ static void index_module(Ctx *c, Module *m) {
 
 /* A function body is expanded at every call, so one mistake in it would be reported once
  * per call (per loop iteration, per entry). Keep the first of identical diagnostics. */
-void fe_dedupe_diags(Ctx *c, int from) {
+int fe_dedupe_diags(Ctx *c, int from) {
   int k = from;
   for (int i = from; i < c->ndiags; i++) {
     const Diag *d = &c->diags[i];
@@ -289,7 +289,9 @@ void fe_dedupe_diags(Ctx *c, int from) {
     }
     if (!dup) c->diags[k++] = *d;
   }
+  int removed = c->ndiags - k;
   c->ndiags = k;
+  return removed;
 }
 
 int fe_compile(Ctx *c, const char *path, Program *p) {
