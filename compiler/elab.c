@@ -785,6 +785,20 @@ static int bind_param(Elab *E, Frame *f, Decl *d, int i, Value *slots, const int
   return 0;
 }
 
+/* An error inside an imported module (the standard library...) is located there; tell the
+ * user which of their own calls led to it: the innermost call made from the main file. */
+static void note_call_site(Elab *E, Decl *d, int before, SrcLoc loc) {
+  if (!E->main || loc.file != E->main->file) return;
+  for (int i = before; i < E->c->ndiags; i++) {
+    Diag *dg = &E->c->diags[i];
+    if (dg->loc.file < 0 || dg->loc.file == loc.file) continue;
+    if (dg->hint && strstr(dg->hint, "called at ")) continue;
+    const char *note = arena_printf(&E->c->arena, "inside '%s', called at %s:%d:%d", d->name,
+                                    E->c->files[loc.file].path, loc.line, loc.col);
+    dg->hint = dg->hint ? arena_printf(&E->c->arena, "%s; %s", dg->hint, note) : note;
+  }
+}
+
 static Value call_fn(Elab *E, Value callee, Value *args, const char **kw, int nargs,
                      const char *label, SrcLoc loc) {
   Decl *d = callee.fn;
@@ -849,6 +863,7 @@ static Value call_fn(Elab *E, Value callee, Value *args, const char **kw, int na
   int before = E->c->ndiags;
   Value r = run_body(E, &f, d, loc);
   unbind_to(E, &f, NULL);
+  note_call_site(E, d, before, loc);
   if (E->c->ndiags > before) E->repeats += fe_dedupe_diags(E->c, 0);
   return r;
 }
