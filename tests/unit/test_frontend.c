@@ -258,6 +258,43 @@ START_TEST(parse_errors_recover) {
 }
 END_TEST
 
+START_TEST(parse_errors_per_statement) {
+  /* three broken statements in one body, an unclosed '(' that must not swallow the next
+   * function's newlines, then a valid entry: four errors, nothing else */
+  Fx *f = fx_new("fn a(x: f32) -> f32 {\n"
+                 "  let y = x +\n"
+                 "  let z = (x * 2\n"
+                 "  return x $ 1\n"
+                 "}\n"
+                 "fn b(x: f32) -> f32 {\n"
+                 "  let y = exp(x\n"
+                 "}\n"
+                 "fn c(x: f32) -> f32 {\n"
+                 "  let y = x\n"
+                 "  return y\n"
+                 "}\n");
+  ck_assert_int_eq(f->c.ndiags, 1); /* the lexer stops at '$' */
+  fx_free(f);
+  f = fx_new("fn a(x: f32) -> f32 {\n"
+             "  let y = x + )\n"
+             "  let = 3\n"
+             "  for i in { }\n"
+             "  return x\n"
+             "}\n"
+             "fn b(x: f32) -> f32 {\n"
+             "  let y = exp(x\n"
+             "}\n"
+             "fn c(x: f32) -> f32 {\n"
+             "  let y = x\n"
+             "  return y\n"
+             "}\n");
+  ck_assert_int_eq(f->c.ndiags, 4);
+  static const int lines[] = {2, 3, 4, 9};
+  for (int i = 0; i < 4; i++) ck_assert_int_eq(f->c.diags[i].loc.line, lines[i]);
+  fx_free(f);
+}
+END_TEST
+
 START_TEST(dump_ast_prints_tree) {
   Fx *f = fx_new("");
   char *path = fx_write(f, "d.grad", "const A = 1 + 2\n", 16);
@@ -737,6 +774,7 @@ static Suite *suite(void) {
   tcase_add_test(t, lex_nul_byte);
   tcase_add_test(t, parse_every_construct);
   tcase_add_test(t, parse_errors_recover);
+  tcase_add_test(t, parse_errors_per_statement);
   tcase_add_test(t, dump_ast_prints_tree);
   suite_add_tcase(s, t);
   t = tcase_create("elab");
