@@ -284,6 +284,17 @@ static void eval_print(const GrOpts *o, const EvalRow *rows, int nr, int64_t n, 
            rows[i].mmd[0], rows[i].mmd[1], rows[i].mmd[2], rows[i].mmd[3], rows[i].sw2, rows[i].fd);
 }
 
+/* eval --png P.png: the samples of each step count K into P_K.png. */
+static int eval_png(const GrOpts *o, const float *x, int64_t n, int64_t row, int64_t k) {
+  char path[1100];
+  size_t len = strlen(o->png);
+  if (len > 4 && strcmp(o->png + len - 4, ".png") == 0) len -= 4;
+  snprintf(path, sizeof path, "%.*s_%lld.png", (int)len, o->png, (long long)k);
+  GrOpts po = *o;
+  po.png = path;
+  return write_png(&po, x, n, row);
+}
+
 int gr_cmd_eval(GrOpts *o) {
   char err[1024];
   Sampler sp;
@@ -318,6 +329,7 @@ int gr_cmd_eval(GrOpts *o) {
         ok = run_sampler(o, &sp, sampling_weights(o, &s), ks[i], n, x, pool) == 0;
         snprintf(rows[i + 1].label, sizeof rows[i + 1].label, "%lld", (long long)ks[i]);
         if (ok) ok = eval_metrics(x, y, n, sp.row, med, o->seed, &rows[i + 1], pool) == 0;
+        if (ok && o->png) ok = eval_png(o, x, n, sp.row, ks[i]) == 0;
       }
       if (ok) {
         eval_print(o, rows, nk + 1, n, med);
