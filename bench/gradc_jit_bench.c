@@ -32,6 +32,7 @@
 
 typedef struct {
   const char *path, *data, *mode;
+  const char *emit_exe, *rt_dir; /* --emit-exe: build the AOT executable and stop */
   int threads, steps, blocks, warmup, sample_steps;
   double T;
 } BenchOpts;
@@ -90,6 +91,8 @@ static int parse(BenchOpts *o, Ctx *c, int argc, char **argv) {
       c->defines[c->ndefines].name = arena_printf(&c->arena, "%.*s", (int)(eq - v), v);
       c->defines[c->ndefines++].value = eq + 1;
     } else if (!strcmp(a, "--data")) o->data = v;
+    else if (!strcmp(a, "--emit-exe")) o->emit_exe = v;
+    else if (!strcmp(a, "--rt-dir")) o->rt_dir = v;
     else if (!strcmp(a, "--mode")) o->mode = v;
     else if (!strcmp(a, "--threads")) o->threads = atoi(v);
     else if (!strcmp(a, "--steps")) o->steps = atoi(v);
@@ -182,6 +185,21 @@ static void sample_call(Bench *b, int K, double T) {
   }
 }
 
+/* 2 M N K summed over the MATMUL nodes of g: the matmul work gradc actually schedules
+ * (after the graph passes, so dead gradients are gone), to set against the minimum in
+ * docs/performance.md. */
+static double matmul_flops(const Graph *g) {
+  double f = 0;
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *n = &g->nodes[i];
+    if (n->op != OP_MATMUL) continue;
+    const Shape *a = &g->nodes[n->in[0]].shape;
+    int64_t k = n->attr.mm.ta ? a->dims[a->rank - 2] : a->dims[a->rank - 1];
+    f += 2.0 * (double)shape_numel(&n->shape) * (double)k;
+  }
+  return f;
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -219,6 +237,36 @@ static int run(Bench *b, const BenchOpts *o, double *rates, double *cpu) {
   return 0;
 }
 
+/* --emit-exe PATH [--rt-dir DIR]: what `gradc build` will do (front end, loss_grad,
+ * cg_build_executable), so the suite can measure a real training executable's memory
+ * before the CLI has the command. Prints {"built": PATH, "build_cpu_s": ..}. */
+static int emit_exe(Ctx *c, const BenchOpts *o) {
+  Program p;
+  double c0 = cpu_now(), t0 = now();
+  program_init(&p, c);
+  if (fe_compile(c, o->path, &p)) {
+    diag_print_all(c, stderr);
+    return 1;
+  }
+  const Graph *loss = program_find_entry(&p, "loss");
+  if (loss && !ad_grad_entry(&p, loss)) {
+    diag_print_all(c, stderr);
+    return 1;
+  }
+  CgOptions co;
+  cg_options_default(&co);
+  co.rt_dir = o->rt_dir;
+  co.source_name = o->path;
+  if (cg_build_executable(c, &p, &co, o->emit_exe)) {
+    diag_print_all(c, stderr);
+    return 1;
+  }
+  printf("{\"built\": \"%s\", \"build_cpu_s\": %.4f, \"build_wall_s\": %.4f}\n", o->emit_exe,
+         cpu_now() - c0, now() - t0);
+  program_free(&p);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   Ctx c;
   ctx_init(&c);
@@ -227,6 +275,7 @@ int main(int argc, char **argv) {
   memset(&b, 0, sizeof b);
   if (parse(&o, &c, argc, argv)) return 1;
   char err[512];
+  if (o.emit_exe) return emit_exe(&c, &o);
   if (!o.data) return die("--data FILE.npy is required", NULL);
   if (gr_npy_read(o.data, &b.data, err, sizeof err) || b.data.dtype != GR_F32 || b.data.rank != 2)
     return die("cannot use the data", o.data);
@@ -259,6 +308,9 @@ int main(int argc, char **argv) {
   if (!b.params || interp_init_params(&b.p, 0, b.params)) return die("cannot initialize the parameters", NULL);
   const char *entry = train ? "loss_grad" : "sample";
   if (setup(&b, entry)) return 1;
+  Graph *opt = opt_run(b.g, &b.p);
+  double mm_ir = matmul_flops(b.g), mm_opt = opt ? matmul_flops(opt) : -1;
+  if (opt) graph_free(opt);
   if (b.data.dims[1] != b.D) return die("data rows do not match the entry's D", o.data);
   GrPool *pool = gr_pool_create(o.threads);
   cg_jit_set_pool(b.jit, pool);
@@ -274,10 +326,10 @@ int main(int argc, char **argv) {
   printf(", \"peak_rss_kb\": %ld, \"compile_s\": {\"frontend\": %.4f, \"autodiff\": %.4f, "
          "\"jit\": %.4f, \"total\": %.4f}, \"compile_cpu_s\": {\"frontend\": %.4f, "
          "\"autodiff\": %.4f, \"jit\": %.4f, \"total\": %.4f}, \"workspace_bytes\": %lld, \"loss\": %.6g, "
-         "\"timed_steps\": %d}\n",
+         "\"timed_steps\": %d, \"matmul_flops_ir\": %.0f, \"matmul_flops_opt\": %.0f}\n",
          ru.ru_maxrss, t1 - t0, t2 - t1, t3 - t2, t3 - t0, c1 - c0, c2 - c1, c3 - c2, c3 - c0,
          (long long)cg_jit_workspace_bytes(b.jit, entry), train ? (double)*b.loss : 0.0,
-         o.steps * o.blocks);
+         o.steps * o.blocks, mm_ir, mm_opt);
   gr_pool_destroy(pool);
   cg_jit_free(b.jit);
   return 0;

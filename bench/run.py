@@ -15,7 +15,7 @@ configuration built from bench/imm_bench.grad / bench/fm_bench.grad with `gradc 
 wait4(). If the gradc side cannot be built or run, the table says so with the reason;
 numbers are never invented.
 
-Environment: BENCH_QUICK=1 (a few configurations, short blocks: for development),
+Environment: BENCH_GRADC_BLAS_THREADS (OpenBLAS threads of the gradc side), BENCH_QUICK=1 (a few configurations, short blocks: for development),
 BENCH_ROUNDS (default 1), BENCH_ONLY=imm,fm,sample (subset), GRADC (compiler path),
 PYTHON (interpreter with torch; default /usr/bin/python3), BENCH_JSON (write all rows).
 """
@@ -112,10 +112,15 @@ def run_measured(argv, env):
     return out, err, p.returncode, wall, ru.ru_maxrss
 
 
-def thread_env(n):
+def thread_env(n, side="torch"):
+    """The thread count for both sides, OpenBLAS included (the issue's rule).
+    BENCH_GRADC_BLAS_THREADS overrides OpenBLAS's count for the gradc side only (an
+    experiment knob: gradc's pool and OpenBLAS's threads share the cores)."""
     env = dict(os.environ)
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GRADC_THREADS"):
         env[var] = str(n)
+    if side == "gradc" and os.environ.get("BENCH_GRADC_BLAS_THREADS"):
+        env["OPENBLAS_NUM_THREADS"] = os.environ["BENCH_GRADC_BLAS_THREADS"]
     return env
 
 
@@ -154,6 +159,8 @@ class GradcSide:
         self.reason = None
         self.exes = {}
         self.compile_s = {}
+        self.mm_flops = {}  # (graph, D, B) -> matmul flops in gradc's optimized loss_grad
+        self.aot_note = None
         self.how = None
         jit = os.path.join(BDIR, "gradc_jit_bench")
         if not os.access(GRADC, os.X_OK):
@@ -232,7 +239,7 @@ class GradcSide:
         if cfg[0] != "sample" or os.path.exists(self.ckpt(exe)):
             return None
         train = (cfg[5], cfg[1], cfg[2], cfg[3], None, cfg[5])
-        r = run_measured(self.command(exe, train, 1), thread_env(cfg[3]))
+        r = run_measured(self.command(exe, train, 1), thread_env(cfg[3], "gradc"))
         return None if r[2] == 0 else "train (for a checkpoint) exited %d: %s" % (
             r[2], (r[1].strip().splitlines() or [""])[-1])
 
@@ -252,14 +259,41 @@ class GradcSide:
                 "--steps", str(steps_per_block(kind, dim, batch, sstep or 1))]
         if kind == "sample":
             argv += ["--sample-steps", str(sstep), "--T", "0.994" if net == "imm" else "1.0"]
-        out, err, rc, _, rss = run_measured(argv, thread_env(threads))
+        out, err, rc, _, rss = run_measured(argv, thread_env(threads, "gradc"))
         if rc != 0:
             return {"error": "gradc_jit_bench exited %d: %s" % (
                 rc, (err.strip().splitlines() or [""])[0])}
         row = json.loads(out.strip().splitlines()[-1])
-        row["peak_rss_kb"] = rss
+        row["peak_rss_kb"] = row["jit_rss_kb"] = rss
+        aot = self.aot_rss(cfg)
+        if aot:
+            row["peak_rss_kb"], row["rss_from"] = aot, "aot"
         self.compile_s.setdefault(self.key(cfg), row["compile_cpu_s"])
+        if kind != "sample":
+            self.mm_flops.setdefault(self.key(cfg), row.get("matmul_flops_opt"))
         return row
+
+    def aot_rss(self, cfg):
+        """Peak RSS of the real training executable (AOT, built through the library by
+        the harness's --emit-exe, as `gradc build` will): 3 training steps, or one
+        sampler call. The JIT harness's own RSS includes LLVM and the compiler."""
+        key = self.key(cfg)
+        if key not in self.exes:
+            graph, dim, batch = key
+            exe = os.path.join(BDIR, "aot_%s_d%d_b%d" % key)
+            argv = [self.jit, self.graph(graph), "-I", os.path.join(ROOT, "stdlib"),
+                    "-D", "B=%d" % batch, "-D", "D=%d" % dim, "--emit-exe", exe,
+                    "--rt-dir", BUILD]
+            r = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+            self.exes[key] = exe if r.returncode == 0 and os.access(exe, os.X_OK) else None
+            if self.exes[key] is None:
+                self.aot_note = "AOT build failed: %s" % (r.stderr.strip().splitlines() or [""])[0]
+        exe = self.exes[key]
+        if not exe or self.prepare(exe, cfg):
+            return None
+        r = run_measured(self.command(exe, cfg, 1 if cfg[0] == "sample" else 3),
+                         thread_env(cfg[3], "gradc"))
+        return r[4] if r[2] == 0 else None
 
     def run_aot(self, cfg):
         """Steps/s by differencing: time(n0 + k steps) - time(n0 steps), median of blocks."""
@@ -271,7 +305,7 @@ class GradcSide:
         if why:
             return {"error": why}
         k = steps_per_block(kind, dim, batch, sstep or 1)
-        env = thread_env(threads)
+        env = thread_env(threads, "gradc")
         base = run_measured(self.command(exe, cfg, 3), env)
         if base[2] != 0:
             return {"error": "%s exited %d: %s" % (os.path.basename(exe), base[2],
@@ -344,6 +378,10 @@ def print_table(rows, pk, gradc):
             "%.0f" % (tr["peak_rss_kb"] / 1024) if "error" not in tr else "n/a",
             "%.0f" % (gr["peak_rss_kb"] / 1024) if "error" not in gr else "n/a"))
     print()
+    if gradc.how == "jit":
+        print("gradc RSS: peak RSS of the AOT training executable (built through the library,"
+              " 3 steps or one sampler call); rates from the in-process JIT harness.%s" % (
+                  " " + gradc.aot_note if gradc.aot_note else ""))
     print("CPU-time ratio (1 thread only): the same ratio from steps per CPU second of each"
           " process, robust to other jobs on the machine.")
     print("GFLOP/step: per training step, or per sampler call (all its steps, batch 1024).")
@@ -361,6 +399,15 @@ def print_table(rows, pk, gradc):
             else:
                 s = "%.3f (whole gradc build)" % s
             print("  %s D=%d B=%d: %s" % (key + (s,)))
+    mins = {(c[0], c[1], c[2]): t.get("flops_matmul") for c, t, _ in rows
+            if c[0] != "sample" and "error" not in t}
+    if gradc.mm_flops:
+        print("matmul work in gradc's optimized loss_grad vs the necessary minimum (docs/performance.md):")
+        for key, f in sorted(gradc.mm_flops.items()):
+            m = mins.get(key)
+            if f and m:
+                print("  %s D=%d B=%d: %.4f GFLOP = %.1f%% of the minimum %.4f" % (
+                    key + (f / 1e9, 100.0 * f / m, m / 1e9)))
 
 
 def compile_imm2d(gradc):
