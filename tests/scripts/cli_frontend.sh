@@ -44,7 +44,7 @@ t "dump --entry" 0 "$GRADC" dump --entry sample "$tmp/ok.grad"
 grep -q "entry loss" "$tmp/out" && { echo "FAIL: --entry sample printed loss"; fail=1; }
 t "dump --entry missing" 1 "$GRADC" dump --entry nope "$tmp/ok.grad"
 t "dump ast" 0 "$GRADC" dump --stage=ast "$tmp/ok.grad"; has out "model net(x: f32[N, 2])"
-t "dump bad stage" 2 "$GRADC" dump --stage=llvm "$tmp/ok.grad"
+t "dump bad stage" 2 "$GRADC" dump --stage=bogus "$tmp/ok.grad"
 t "dot" 0 "$GRADC" dot --entry loss "$tmp/ok.grad"; has out 'digraph "loss"'
 t "dot bad" 1 "$GRADC" dot "$tmp/bad.grad"
 t "--f64" 0 "$GRADC" dump --f64 "$tmp/ok.grad"; has out "f64[4, 2]"
