@@ -529,15 +529,15 @@ static int train_step(GrState *s, GrOpts *o, TrainIO *io, GrData *d, const GrRun
   }
   void *in[2] = {io->x, io->labels};
   gr_call_entry(io->e, s->m, in, (void *const *)s->w, io->outs, io->ws, &rc);
-  *grad_norm = gr_grad_norm_rc(&rc, s->g, s->numel, s->np);
+  *grad_norm = gr_grad_norm(&rc, s->g, s->numel, s->np);
   if (!isfinite(*io->loss) || !isfinite(*grad_norm)) return 1;
-  gr_clip_scale_rc(&rc, s->g, s->numel, s->np, *grad_norm, o->clip);
+  gr_clip_scale(&rc, s->g, s->numel, s->np, *grad_norm, o->clip);
   GrSchedule sch = {o->sched, o->lr, o->lr_min, o->warmup, o->steps};
   *lr = gr_sched_lr(&sch, s->step);
   GrOptConfig oc = {o->opt, o->beta1, o->beta2, o->adam_eps, o->weight_decay, o->momentum};
   for (int i = 0; i < s->np; i++) {
-    gr_opt_step_rc(&rc, &oc, s->w[i], s->g[i], s->s0[i], s->s1[i], s->numel[i], s->step + 1, *lr);
-    if (o->ema > 0) gr_ema_update_rc(&rc, s->ema[i], s->w[i], s->numel[i], o->ema);
+    gr_opt_step(&rc, &oc, s->w[i], s->g[i], s->s0[i], s->s1[i], s->numel[i], s->step + 1, *lr);
+    if (o->ema > 0) gr_ema_update(&rc, s->ema[i], s->w[i], s->numel[i], o->ema);
     else memcpy(s->ema[i], s->w[i], (size_t)s->numel[i] * 4);
   }
   s->step++;

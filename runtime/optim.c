@@ -100,15 +100,10 @@ static void opt_body(void *env, int64_t lo, int64_t hi) {
   else adam_step(e->c, e->w + lo, e->g + lo, e->s0 + lo, e->s1 + lo, hi - lo, e->t, e->lr);
 }
 
-void gr_opt_step_rc(const GrRunCtx *rc, const GrOptConfig *c, float *w, const float *g,
-                    float *s0, float *s1, int64_t n, int64_t t, double lr) {
+void gr_opt_step(const GrRunCtx *rc, const GrOptConfig *c, float *w, const float *g, float *s0,
+                 float *s1, int64_t n, int64_t t, double lr) {
   OptEnv e = {.c = c, .w = w, .s0 = s0, .s1 = s1, .g = g, .t = t, .lr = lr};
   gr_parallel_for(rc, n, GR_OPT_GRAIN, opt_body, &e);
-}
-
-void gr_opt_step(const GrOptConfig *c, float *w, const float *g, float *s0, float *s1,
-                 int64_t n, int64_t t, double lr) {
-  gr_opt_step_rc(NULL, c, w, g, s0, s1, n, t, lr);
 }
 
 int gr_sched_parse(const char *name, GrSchedKind *out) {
@@ -155,7 +150,7 @@ static void norm_body(void *env, int64_t lo, int64_t hi) {
   }
 }
 
-double gr_grad_norm_rc(const GrRunCtx *rc, float *const *g, const int64_t *n, int count) {
+double gr_grad_norm(const GrRunCtx *rc, float *const *g, const int64_t *n, int count) {
   double part[GR_NORM_MAXBLOCKS], s = 0;
   for (int k = 0; k < count; k++) {
     if (n[k] <= 0) continue;
@@ -173,8 +168,8 @@ static void scale_body(void *env, int64_t lo, int64_t hi) {
   for (int64_t i = lo; i < hi; i++) e->w[i] = (float)((double)e->w[i] * e->scale);
 }
 
-double gr_clip_scale_rc(const GrRunCtx *rc, float *const *g, const int64_t *n, int count,
-                        double norm, double clip) {
+double gr_clip_scale(const GrRunCtx *rc, float *const *g, const int64_t *n, int count,
+                     double norm, double clip) {
   if (!(clip > 0) || !(norm > clip)) return 1.0;
   double f = clip / norm;
   for (int k = 0; k < count; k++) {
@@ -190,19 +185,7 @@ static void ema_body(void *env, int64_t lo, int64_t hi) {
     e->ema[i] = (float)(e->decay * (double)e->ema[i] + (1.0 - e->decay) * (double)e->w[i]);
 }
 
-void gr_ema_update_rc(const GrRunCtx *rc, float *ema, const float *w, int64_t n, double decay) {
+void gr_ema_update(const GrRunCtx *rc, float *ema, const float *w, int64_t n, double decay) {
   OptEnv e = {.ema = ema, .w = (float *)w, .decay = decay};
   gr_parallel_for(rc, n, GR_OPT_GRAIN, ema_body, &e);
-}
-
-double gr_grad_norm(float *const *g, const int64_t *n, int count) {
-  return gr_grad_norm_rc(NULL, g, n, count);
-}
-
-double gr_clip_scale(float *const *g, const int64_t *n, int count, double norm, double clip) {
-  return gr_clip_scale_rc(NULL, g, n, count, norm, clip);
-}
-
-void gr_ema_update(float *ema, const float *w, int64_t n, double decay) {
-  gr_ema_update_rc(NULL, ema, w, n, decay);
 }
