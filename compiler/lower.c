@@ -939,8 +939,26 @@ LLVMModuleRef cg_lower(const CgPlan *plan, const CgOptions *o, LLVMContextRef cx
 }
 
 /* ---- plans ------------------------------------------------------------------------------------ */
+/* Entry points are global symbols named after the entry (the ABI): a name the generated
+ * code or the runtime also uses would call the wrong function. */
+static int reserved_name(const char *n) {
+  static const char *const libm[] = {"exp", "log", "log1p", "sqrt", "sin", "cos", "tan", "atan", "tanh",
+                                     "pow", "floor", "fabs", "main", "memcpy", "memset", "memmove"};
+  for (int i = 0; i < (int)(sizeof libm / sizeof libm[0]); i++) {
+    size_t l = strlen(libm[i]);
+    if (!strcmp(n, libm[i]) || (!strncmp(n, libm[i], l) && !strcmp(n + l, "f"))) return 1;
+  }
+  return !strncmp(n, "gr_", 3) || !strncmp(n, "cblas_", 6) || !strncmp(n, "_ZGV", 4);
+}
+
 int cg_plan(Ctx *c, Program *p, const CgOptions *o, CgPlan *plan) {
   memset(plan, 0, sizeof *plan);
+  for (int i = 0; i < p->nentries; i++)
+    if (reserved_name(p->entries[i]->name)) {
+      diag_error(c, SRCLOC_NONE, "entry points become C symbols; pick another name",
+                 "entry name '%s' is reserved (a C library or runtime symbol)", p->entries[i]->name);
+      return -1;
+    }
   plan->p = p;
   plan->n = p->nentries;
   plan->g = calloc((size_t)p->nentries + 1, sizeof *plan->g);

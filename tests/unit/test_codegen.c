@@ -652,6 +652,21 @@ START_TEST(dumps) {
 }
 END_TEST
 
+START_TEST(reserved_entry_names) {
+  static const char *const bad[] = {"exp", "expf", "tanh", "main", "gr_main", "cblas_sgemm"};
+  for (int i = 0; i < 6; i++) {
+    G c;
+    g_init(&c);
+    c.t.g->name = bad[i];
+    out(&c, gin(&c, DT_F32, TU_SHAPE(3), -1, 1, 0));
+    CgJit *j = cg_jit_compile(&c.t.ctx, &c.t.prog, NULL);
+    ck_assert_msg(j == NULL && ctx_failed(&c.t.ctx), "entry '%s' was accepted", bad[i]);
+    ck_assert(strstr(tu_last_diag(&c.t), "reserved"));
+    g_free(&c);
+  }
+}
+END_TEST
+
 /* ---- passes ---------------------------------------------------------------------------------------- */
 static int count_op(const Graph *g, Op op) {
   int n = 0;
@@ -755,6 +770,7 @@ int main(void) {
   tcase_add_test(tp, threads_bit_identical);
   tcase_add_test(tp, aot_object_matches_jit);
   tcase_add_test(tp, dumps);
+  tcase_add_test(tp, reserved_entry_names);
   tcase_add_test(tp, pass_contracts);
   tcase_add_test(tp, memory_plan);
   suite_add_tcase(s, tp);
