@@ -411,6 +411,14 @@ static void close_nest(KC *k, Loop *lps, int nl) {
   while (nl > 0) loop_close(k, &lps[--nl]);
 }
 
+/* A memory-form reduction whose last axis is kept (column sums) is split over that axis:
+ * each output column is accumulated by one call, in input order, so any split gives the
+ * same bits. */
+static int mem_split(const Node *red, const Shape *in) {
+  int r = in->rank;
+  return r > 0 && !(red->attr.axes >> (r - 1) & 1) && in->dims[r - 1] > 1;
+}
+
 /* ---- kernel bodies ---------------------------------------------------------------------- */
 /* Outer extent of a kernel: how many independent outer indices its [lo, hi) range covers. */
 static int64_t kernel_extent(const Sched *s, const Kernel *kn, int *flat) {
@@ -427,6 +435,8 @@ static int64_t kernel_extent(const Sched *s, const Kernel *kn, int *flat) {
   }
   if (kn->kind == KN_REDUCE && !kn->mem_acc && n->shape.rank > 0 && !(n->attr.axes & 1))
     return n->shape.dims[0];
+  if (kn->kind == KN_REDUCE && kn->mem_acc && mem_split(n, &s->g->nodes[n->in[0]].shape))
+    return n->shape.dims[n->shape.rank - 1];
   return 1;
 }
 
@@ -467,10 +477,29 @@ static void body_reduce(KC *k, const Kernel *kn, LLVMValueRef lo, LLVMValueRef h
   int r = in->shape.rank;
   Loop lps[2 * IR_MAXRANK + 1];
   int nl = 0;
-  if (kn->mem_acc) { /* dst = init; for every input element: dst[out(i)] op= in[i] */
+  if (kn->mem_acc && !mem_split(n, &in->shape)) { /* dst = init; for every input element: dst[out(i)] op= in[i] */
     fill_dst(k, n->dtype, shape_numel(&n->shape), low_reduce_init(L, n->op, n->dtype));
     Ix *xi = ix_new(k, &in->shape), *xo = ix_new(k, &n->shape);
     nl = open_nest(k, lps, &in->shape, 0, xi, 0);
+    xi->has_d = xo->has_d = 1;
+    for (int d = 0; d < r; d++) xo->d[d] = (axes >> d & 1) ? ci64(k, 0) : xi->d[d];
+    LLVMValueRef p = LLVMBuildInBoundsGEP2(L->b, low_type(L, n->dtype), k->dst, (LLVMValueRef[]){ix_flat(k, xo)}, 1, "");
+    LLVMValueRef acc = LLVMBuildLoad2(L->b, low_type(L, n->dtype), p, "");
+    LLVMBuildStore(L->b, low_reduce_step(L, n->op, n->dtype, acc, ev(k, n->in[0], xi)), p);
+    close_nest(k, lps, nl);
+    return;
+  }
+  if (kn->mem_acc) { /* the same, for the output columns [lo, hi) of the last (kept) dim only */
+    uint32_t last = 1u << (r - 1);
+    Ix *x0 = ix_new(k, &n->shape);
+    nl = open_nest(k, lps, &n->shape, 0, x0, last);
+    x0->d[r - 1] = loop_open(k, &lps[nl++], lo, hi);
+    x0->has_d = 1;
+    store_at(k, n->dtype, ix_flat(k, x0), low_reduce_init(L, n->op, n->dtype));
+    close_nest(k, lps, nl);
+    Ix *xi = ix_new(k, &in->shape), *xo = ix_new(k, &n->shape);
+    nl = open_nest(k, lps, &in->shape, 0, xi, last);
+    xi->d[r - 1] = loop_open(k, &lps[nl++], lo, hi);
     xi->has_d = xo->has_d = 1;
     for (int d = 0; d < r; d++) xo->d[d] = (axes >> d & 1) ? ci64(k, 0) : xi->d[d];
     LLVMValueRef p = LLVMBuildInBoundsGEP2(L->b, low_type(L, n->dtype), k->dst, (LLVMValueRef[]){ix_flat(k, xo)}, 1, "");
@@ -782,8 +811,7 @@ static void call_kernel(EC *e, const Kernel *kn, LLVMValueRef w, int64_t extent)
     LLVMBuildCall2(b, LLVMFunctionType(L->vd, wt, 3, 0), w, args, 3, "");
     return;
   }
-  const Node *n = &e->s->g->nodes[kn->root];
-  int64_t per = shape_numel(&n->shape) / extent;
+  int64_t per = kernel_work(e->s, kn) / extent;
   int64_t grain = (e->o->par_grain > 0 ? e->o->par_grain : 16384) / (per > 0 ? per : 1);
   if (grain < 1) grain = 1;
   LLVMBasicBlockRef par = LLVMAppendBasicBlockInContext(L->cx, e->fn, "par"),
