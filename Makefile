@@ -5,6 +5,7 @@
 #   make demo       install missing dependencies, build, train IMM on the checkerboard
 #   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make deps       apt-get install what is missing (fast no-op when all is present)
+#   make fuzz       build the libFuzzer targets (clang-19) and run each for FUZZ_SECONDS
 #   make golden     regenerate tests/bad/*.expected after an intended diagnostic change
 #
 # LLVM must be 19: the unversioned llvm-config on Debian 12 is LLVM 14 (no opaque
@@ -16,7 +17,7 @@ BUILD ?= build
 OPT ?= -O2
 
 DEB_PKGS := llvm-19-dev libffi-dev check libopenblas-dev pkg-config zlib1g-dev \
-            libc6-dev make gcc python3 python3-numpy
+            libc6-dev make gcc python3 python3-numpy clang-19 libclang-rt-19-dev
 
 WARN := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wpointer-arith \
         -Wno-unused-parameter -Wvla -Wformat=2
@@ -40,7 +41,7 @@ RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
 HELPER_OBJ := $(TEST_HELPERS:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit-tests asan test-asan demo clean golden bench fuzz
+.PHONY: all deps test unit-tests asan test-asan demo clean golden bench fuzz fuzz-build
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/gradc $(BUILD)/libgradrt.a
@@ -88,6 +89,34 @@ asan test-asan: deps
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" unit-tests
 	@BUILD=build-asan ASAN_OPTIONS=detect_leaks=0 sh tests/run_all.sh
 
+# Fuzzing (docs/reliability.md): tests/fuzz/fuzz_*.c against the compiler and runtime
+# compiled by clang-19 with -fsanitize=fuzzer-no-link,address,undefined into build-fuzz/.
+# Each target runs FUZZ_SECONDS from its seeds (tests/fuzz/corpus/NAME, read-only) plus
+# what it found before (build-fuzz/corpus/NAME); crashes go to build-fuzz/artifacts/.
+FUZZ_SECONDS ?= 20
+FUZZ_CC ?= clang-19
+FUZZ_BUILD := build-fuzz
+FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+            -fno-omit-frame-pointer
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_BUILD)/libgradc.a \
+                      $(FUZZ_BUILD)/libgradrt.a
+	$(FUZZ_CC) $(BASE_CFLAGS) -O1 $(FUZZ_SAN) -fsanitize=fuzzer $(LLVM_CFLAGS) \
+	  -DFUZZ_STDLIB='"$(CURDIR)/stdlib"' -o $@ $< $(FUZZ_BUILD)/libgradc.a \
+	  $(FUZZ_BUILD)/libgradrt.a $(LIBS)
+
+# The libraries come from the ordinary rules, run with BUILD=build-fuzz and clang-19.
+fuzz-build: deps
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT=-O1 SAN="$(FUZZ_SAN)" \
+	  CFLAGS=-Wno-format-nonliteral \
+	  $(FUZZ_BUILD)/libgradc.a $(FUZZ_BUILD)/libgradrt.a
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+
+fuzz: fuzz-build
+	@sh tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 golden: $(BUILD)/gradc
 	@sh tests/bad/run.sh --update $(BUILD)/gradc
 
@@ -100,4 +129,4 @@ bench: deps
 	@sh bench/run.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

@@ -163,11 +163,11 @@ static void train_step(Bench *b, int64_t step, float *ema_copy) {
     memcpy(b->x + r * b->D, src + ((first + r) % rows) * b->D, (size_t)b->D * 4);
   cg_jit_call(b->jit, "loss_grad", b->args, 0, (uint64_t)step);
   int np = b->p.nparams;
-  double gn = gr_grad_norm(b->grads, b->numel, np);
+  double gn = gr_grad_norm(NULL, b->grads, b->numel, np);
   (void)gn;
   GrOptConfig oc = {GR_OPT_ADAM, 0.9, 0.999, 1e-8, 0, 0.9};
   for (int i = 0; i < np; i++) {
-    gr_opt_step(&oc, b->params[i].data, b->grads[i], b->m[i], b->v[i], b->numel[i], step + 1, 1e-3);
+    gr_opt_step(NULL, &oc, b->params[i].data, b->grads[i], b->m[i], b->v[i], b->numel[i], step + 1, 1e-3);
     memcpy(ema_copy, b->params[i].data, (size_t)b->numel[i] * 4);
   }
 }

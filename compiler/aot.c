@@ -276,8 +276,12 @@ int cg_build_executable(Ctx *c, Program *p, const CgOptions *o, const char *out_
   }
   static const char *const sys[] = {"-lopenblas", "-lmvec", "-lm", "-lpthread", "-lz", "-ldl", "-lffi"};
   for (int i = 0; i < 7; i++) argv[k++] = (char *)sys[i];
+  char *extra = o->ldflags ? strdup(o->ldflags) : NULL;
+  for (char *save = NULL, *t = extra ? strtok_r(extra, " ", &save) : NULL; t && k < 39; t = strtok_r(NULL, " ", &save))
+    argv[k++] = t;
   argv[k] = NULL;
   int rc = run_cmd(c, argv);
+  free(extra);
   remove(obj);
   for (int i = 0; i < ne; i++) free(extlibs[i]);
   free(libdir);

@@ -25,6 +25,7 @@ typedef struct {
   int64_t par_grain;      /* elements per parallel chunk (0: default 16384) */
   const char *rt_dir;     /* AOT: folder holding libgradrt.a (NULL: next to the gradc binary) */
   const char *cc;         /* AOT: the C compiler driver used to link (NULL: "cc") */
+  const char *ldflags;    /* AOT: extra link flags, split at spaces (e.g. "-static-libgcc") */
   const char *source_name;/* AOT: recorded in gr_module.source_name */
   int timings;            /* print the time of each back-end phase to stderr */
 } CgOptions;

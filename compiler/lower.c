@@ -75,6 +75,41 @@ LLVMTargetMachineRef cg_target_machine(const CgOptions *o, int pic, char *err, s
   "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg,loop-mssa(licm),"  \
   "loop(loop-rotate),indvars,loop-vectorize,instcombine<no-verify-fixpoint>,simplifycfg)"
 
+/* The loop vectorizer widens exp/log/sin/cos/pow to llvm.exp.v8f32 and friends; llc would
+ * then call libmvec, but the codegen pipeline behind LLVMTargetMachineEmitToFile and
+ * LLJIT builds its TargetLibraryInfo without the target triple and so without the
+ * -vector-library table: each lane became a scalar libm call. This does that last
+ * replacement here: llvm.NAME.vNfT -> _ZGV<isa>N<N>v[v]_NAME[f] (isa by vector width:
+ * b 128, d 256, e 512 bits), glibc's vector ABI names. */
+static void replace_veclib(LLVMModuleRef m) {
+  static const char *const names[] = {"exp", "log", "sin", "cos", "pow"};
+  LLVMValueRef next;
+  for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = next) {
+    next = LLVMGetNextFunction(f);
+    size_t len;
+    const char *nm = LLVMGetValueName2(f, &len);
+    if (strncmp(nm, "llvm.", 5)) continue;
+    for (int k = 0; k < 5; k++) {
+      size_t bl = strlen(names[k]);
+      if (strncmp(nm + 5, names[k], bl) || strncmp(nm + 5 + bl, ".v", 2)) continue;
+      int lanes = atoi(nm + 5 + bl + 2);
+      const char *ty = strchr(nm + 5 + bl + 2, 'f');
+      if (!ty || (strcmp(ty, "f32") && strcmp(ty, "f64"))) break;
+      int bits = lanes * (ty[1] == '3' ? 32 : 64);
+      char isa = bits == 128 ? 'b' : bits == 256 ? 'd' : bits == 512 ? 'e' : 0;
+      if (!isa) break;
+      char vname[64];
+      snprintf(vname, sizeof vname, "_ZGV%cN%d%s_%s%s", isa, lanes, k == 4 ? "vv" : "v", names[k],
+               ty[1] == '3' ? "f" : "");
+      LLVMValueRef vf = LLVMGetNamedFunction(m, vname);
+      if (!vf) vf = LLVMAddFunction(m, vname, LLVMGlobalGetValueType(f));
+      LLVMReplaceAllUsesWith(f, vf);
+      LLVMDeleteFunction(f);
+      break;
+    }
+  }
+}
+
 int cg_run_passes(LLVMModuleRef m, LLVMTargetMachineRef tm, const CgOptions *o, char *err, size_t n) {
   if (o->opt_level <= 0) return 0;
   LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
@@ -90,6 +125,7 @@ int cg_run_passes(LLVMModuleRef m, LLVMTargetMachineRef tm, const CgOptions *o, 
     LLVMDisposeErrorMessage(msg);
     return -1;
   }
+  replace_veclib(m);
   return 0;
 }
 
@@ -531,6 +567,11 @@ static LLVMValueRef emit_kernel(Low *L, const Sched *s, int ki, const char *enam
   LLVMValueRef body = LLVMAddFunction(L->m, name, LLVMFunctionType(L->vd, pt, (unsigned)np + 4, 0));
   LLVMSetLinkage(body, LLVMInternalLinkage);
   add_attr(L, body, LLVMAttributeFunctionIndex, "nounwind");
+  /* 256-bit vectors: libmvec's 8-wide AVX2 variants are what LLVM 19 maps exp/log/sin/cos
+   * to (with 512-bit vectors it widens to 16 lanes and then scalarizes the calls), and
+   * Zen 4 splits 512-bit ops anyway. */
+  LLVMAddAttributeAtIndex(body, LLVMAttributeFunctionIndex,
+                          LLVMCreateStringAttribute(L->cx, "prefer-vector-width", 19, "256", 3));
   /* too little work to repay vectorization: no IR passes, fast instruction selection */
   if (kernel_work(s, kn) < CG_SMALL_KERNEL) add_optnone(L, body);
   for (int i = 0; i < np; i++) {

@@ -493,7 +493,7 @@ static Ast *if_stmt(Parser *P, SrcLoc loc) {
 }
 
 /* stmt = "let" ... | NAME "=" expr | "param" NAME ":" ttype "=" expr
- *      | "return" expr { "," expr } | "for" ... | "if" ... | expr */
+ *      | "return" expr { "," expr } | "for" ... | "if" ... | expr (a call) */
 static Ast *stmt(Parser *P) {
   Token *t = P->t;
   Ast *s;
@@ -533,6 +533,11 @@ static Ast *stmt(Parser *P) {
     s->a = expr(P);
     if (is(P->t, "=")) fail_at(P, P->t->loc, "only names can be assigned: NAME = expr",
                                "cannot assign to this expression");
+    if (s->a->kind != A_CALL)
+      fail_at(P, t->loc,
+              t->kind == TK_PUNCT ? "to continue the previous line, end it with the operator"
+                                  : "bind it with let, or return it",
+              "this expression is computed and then dropped");
   }
   end_stmt(P);
   return s;

@@ -176,6 +176,10 @@ static int npy_open(GrData *d, const char *path, char *err, size_t nerr) {
     return d_fail(err, nerr, "%s: header says %lld rows of %llu values but the file holds only %llu data bytes (truncated?)",
                   path, (long long)dims[0], (unsigned long long)row, (unsigned long long)avail);
   if (dims[0] == 0 || row == 0) return d_fail(err, nerr, "%s: the data file is empty", path);
+  if ((uint64_t)dims[0] * row * esz < avail)
+    return d_fail(err, nerr, "%s: header says %lld rows of %llu values (%llu bytes) but the file holds %llu data bytes (lying header?)",
+                  path, (long long)dims[0], (unsigned long long)row,
+                  (unsigned long long)((uint64_t)dims[0] * row * esz), (unsigned long long)avail);
   d->kind = GR_DS_NPY;
   d->npy = b + off + hl;
   d->nrows = dims[0];
@@ -184,16 +188,27 @@ static int npy_open(GrData *d, const char *path, char *err, size_t nerr) {
 }
 
 /* ---- IDX (MNIST format), plain or gzip ---------------------------------------------------- */
+/* Reads n header bytes; on failure closes z and says whether the header is cut short or
+ * the gzip stream is corrupt. */
+static int idx_hdr(gzFile z, unsigned char *b, int n, const char *path, char *err, size_t nerr) {
+  if (gzread(z, b, (unsigned)n) == n) return 0;
+  int zerr = 0;
+  const char *zmsg = gzerror(z, &zerr);
+  char zbuf[128];
+  snprintf(zbuf, sizeof zbuf, "%s", zmsg ? zmsg : "");
+  gzclose(z);
+  if (zerr < 0 && zerr != Z_BUF_ERROR)
+    return d_fail(err, nerr, "%s: corrupt compressed data (%s)", path, zbuf);
+  return d_fail(err, nerr, "%s: truncated IDX header", path);
+}
+
 int gr_idx_read(const char *path, int *rank, int64_t dims[4], uint8_t **bytes, char *err,
                 size_t nerr) {
   *bytes = NULL;
   gzFile z = gzopen(path, "rb");
   if (!z) return d_fail(err, nerr, "cannot open data file %s: %s", path, strerror(errno));
   unsigned char hdr[4];
-  if (gzread(z, hdr, 4) != 4) {
-    gzclose(z);
-    return d_fail(err, nerr, "%s: truncated IDX header", path);
-  }
+  if (idx_hdr(z, hdr, 4, path, err, nerr)) return -1;
   if (hdr[0] || hdr[1] || hdr[3] < 1 || hdr[3] > 4) {
     gzclose(z);
     return d_fail(err, nerr, "%s: not an IDX file (bad magic %02x%02x%02x%02x)", path, hdr[0], hdr[1], hdr[2], hdr[3]);
@@ -203,28 +218,44 @@ int gr_idx_read(const char *path, int *rank, int64_t dims[4], uint8_t **bytes, c
     return d_fail(err, nerr, "%s: IDX element type 0x%02x is not unsigned byte (0x08)", path, hdr[2]);
   }
   *rank = hdr[3];
-  uint64_t total = 1;
+  uint64_t total = 1, span = 1;
   for (int i = 0; i < *rank; i++) {
     unsigned char b[4];
-    if (gzread(z, b, 4) != 4) {
-      gzclose(z);
-      return d_fail(err, nerr, "%s: truncated IDX header", path);
-    }
+    if (idx_hdr(z, b, 4, path, err, nerr)) return -1;
     dims[i] = (int64_t)((uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3]);
+    /* bound the product of the non-zero dims (checked before multiplying, so it cannot
+     * wrap): a zero dim must not let the others overflow row sizes computed later */
+    uint64_t di = dims[i] ? (uint64_t)dims[i] : 1;
+    int big = span > (1ull << 34) / di;
+    span *= di;
     total *= (uint64_t)dims[i];
-    if (total > (1ull << 34)) {
+    if (big) {
       gzclose(z);
       return d_fail(err, nerr, "%s: IDX header claims an implausible size", path);
     }
   }
-  uint8_t *buf = malloc(total ? total : 1);
+  /* The buffer grows with the data actually read (doubling, at most `total`), so a
+   * header that claims gigabytes over a few bytes of data costs no more than the data. */
+  uint64_t cap = total < (1u << 20) ? total : (1u << 20);
+  uint8_t *buf = malloc(cap ? cap : 1);
   if (!buf) {
     gzclose(z);
-    return d_fail(err, nerr, "%s: out of memory (%llu bytes)", path, (unsigned long long)total);
+    return d_fail(err, nerr, "%s: out of memory (%llu bytes)", path, (unsigned long long)cap);
   }
   uint64_t got = 0;
   while (got < total) {
-    unsigned chunk = total - got > (1u << 30) ? (1u << 30) : (unsigned)(total - got);
+    if (got == cap) {
+      uint64_t ncap = cap * 2 < total ? cap * 2 : total;
+      uint8_t *nb = realloc(buf, ncap);
+      if (!nb) {
+        free(buf);
+        gzclose(z);
+        return d_fail(err, nerr, "%s: out of memory (%llu bytes)", path, (unsigned long long)ncap);
+      }
+      buf = nb, cap = ncap;
+    }
+    uint64_t want = cap - got;
+    unsigned chunk = want > (1u << 30) ? (1u << 30) : (unsigned)want;
     int r = gzread(z, buf + got, chunk);
     if (r <= 0) break;
     got += (uint64_t)r;

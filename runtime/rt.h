@@ -92,7 +92,7 @@ void gr_mean_cov(const float *x, int64_t n, int d, double *mu, double *cov);
 /* Options of every subcommand, after defaults from the module's consts and flags. */
 typedef struct {
   const GrModuleInfo *m;
-  const char *cmd;
+  const char *prog, *cmd; /* argv[0], subcommand */
   /* training config */
   const char *data, *eval_data;
   double lr, beta1, beta2, adam_eps, weight_decay, momentum, lr_min, clip, ema;
@@ -102,10 +102,10 @@ typedef struct {
   uint64_t seed;
   int seed_given, steps_given;
   const char *ckpt, *log, *opt_name, *sched_name;
-  int resume, threads, quiet;
+  int resume, threads, quiet, help;
   /* sampling / eval */
   double sigma_d, T, eps;
-  const char *sampler, *steps_list, *out, *png;
+  const char *sampler, *steps_list, *out, *png, *labels;
   int64_t n;
   int no_ema, restart, json;
   double tol;

@@ -41,7 +41,7 @@ static void g_free(G *c) {
 
 /* An input uniform in [lo, hi); q > 0 rounds to multiples of q (ints: rounded). */
 static ValId gin(G *c, DType dt, Shape s, double lo, double hi, double q) {
-  char name[8];
+  char name[16];
   snprintf(name, sizeof name, "x%d", c->nin);
   ValId v = tu_input(&c->t, name, dt, s);
   GrTensor *t = &c->in[c->nin];
@@ -161,9 +161,14 @@ START_TEST(unary_float) {
       out(&c, y);                                         /* kernel root */
       out(&c, ir_binary(c.t.g, OP_MUL, y, x, L));         /* fused into a consumer */
     }
+    /* large enough to be vectorized at O2 (libmvec variants, remainder loops) */
+    ValId big = gin(&c, dt, TU_SHAPE(4099), lo, hi, 0);
+    out(&c, ir_unary(c.t.g, op, big, L));
     char what[64];
     snprintf(what, sizeof what, "%s %s", op_name(op), dtype_name(dt));
     compare(&c, 1e-5, what);
+    snprintf(what, sizeof what, "%s %s O2", op_name(op), dtype_name(dt));
+    compare_opt(&c, 2e-5, what, 2, 1);
     g_free(&c);
   }
 }
@@ -200,9 +205,13 @@ START_TEST(binary_all) {
       out(&c, y);
       out(&c, ir_binary(c.t.g, OP_ADD, y, a, L));
     }
+    ValId a = gin(&c, dt, TU_SHAPE(4097), lo, hi, cmp ? 0.5 : 0), b = gin(&c, dt, TU_SHAPE(4097), lo, hi, cmp ? 0.5 : 0);
+    out(&c, ir_binary(c.t.g, op, a, b, L));
     char what[64];
     snprintf(what, sizeof what, "%s %s", op_name(op), dtype_name(dt));
     compare(&c, 1e-5, what);
+    snprintf(what, sizeof what, "%s %s O2", op_name(op), dtype_name(dt));
+    compare_opt(&c, 2e-5, what, 2, 1);
     g_free(&c);
   }
 }
@@ -408,7 +417,7 @@ static void build_mlp(G *c, DType dt, int64_t B) {
   ValId h = x;
   int64_t in = 3;
   for (int l = 0; l < 3; l++) {
-    char wn[8], bn[8];
+    char wn[16], bn[16];
     snprintf(wn, sizeof wn, "w%d", l);
     snprintf(bn, sizeof bn, "b%d", l);
     int64_t outd = l == 2 ? 2 : 37;
@@ -534,6 +543,13 @@ static const char *aot_driver =
 
 static int sh(const char *cmd) { return system(cmd); }
 
+/* A libgradrt.a built with sanitizers needs them at link time too. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SAN_LDFLAGS "-fsanitize=address,undefined"
+#else
+#define SAN_LDFLAGS ""
+#endif
+
 START_TEST(aot_object_matches_jit) {
   G c;
   g_init(&c);
@@ -554,8 +570,8 @@ START_TEST(aot_object_matches_jit) {
   ck_assert_int_eq(cg_emit_object(&c.t.ctx, p, &o, obj, 0), 0);
   ck_assert_int_eq(tu_write_file(src, aot_driver, strlen(aot_driver)), 0);
   const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
-  snprintf(cmd, sizeof cmd, "cc -Iruntime -o %s %s %s %s/libgradrt.a -lopenblas -lmvec -lm -lpthread -lz -ldl -lffi",
-           exe, src, obj, build);
+  snprintf(cmd, sizeof cmd, "cc %s -Iruntime -o %s %s %s %s/libgradrt.a -lopenblas -lmvec -lm -lpthread -lz -ldl -lffi",
+           SAN_LDFLAGS, exe, src, obj, build);
   ck_assert_int_eq(sh(cmd), 0);
   snprintf(cmd, sizeof cmd, "%s > %s/out.txt", exe, dir);
   ck_assert_int_eq(sh(cmd), 0);
@@ -599,6 +615,7 @@ START_TEST(aot_object_matches_jit) {
   for (int i = 0; i < p->nparams; i++) gr_tensor_free(&params[i]);
   /* a whole executable: gr_main's `info` reads the table */
   o.rt_dir = build;
+  o.ldflags = SAN_LDFLAGS;
   snprintf(exe, sizeof exe, "%s/model", dir);
   ck_assert_int_eq(cg_build_executable(&c.t.ctx, p, &o, exe), 0);
   snprintf(cmd, sizeof cmd, "%s info | grep -q 'graph hash  %s'", exe, hash);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "autodiff.h"
+#include "codegen.h"
 #include "frontend.h"
 #include "gradrt.h"
 #include "interp.h"
@@ -230,12 +231,10 @@ static double mode_dist(const GrTensor *y, double *frac_right) {
   return sum / (double)n;
 }
 
-static double sample_dist(Prog *pg, const char *name, const GrTensor *z, double *frac) {
+static double sample_dist(Prog *pg, CgJit *j, const char *name, const GrTensor *z, double *frac) {
   char err[256];
   GrTensor y[1];
-  const Graph *g = program_find_entry(&pg->p, name);
-  ck_assert(g != NULL);
-  ck_assert_int_eq(interp_run(g, &pg->p, z, pg->params, y, 9, 0, err, sizeof err), 0);
+  ck_assert_msg(cg_jit_run(j, name, z, pg->params, y, 9, 0, err, sizeof err) == 0, "%s", err);
   double d = mode_dist(&y[0], frac);
   gr_tensor_free(&y[0]);
   return d;
@@ -245,7 +244,9 @@ static double sample_dist(Prog *pg, const char *name, const GrTensor *z, double 
  * modes: from noise, the 1-step samples must land near the modes (mean distance to the
  * nearest mode < 0.2 and under 40% of its value at initialization, about 0.6; measured
  * 0.13 .. 0.16 over seeds) and the 2-step samples closer still (< 0.12; measured
- * 0.08 .. 0.09), with both modes covered (25 .. 75% each). About 2 s. Knobs for
+ * 0.08 .. 0.09), with both modes covered (25 .. 75% each). The steps run compiled
+ * (cg_jit at opt level 0; the interpreter gives the same numbers, 10x slower under
+ * ASan), so this also trains through the compiled pipeline. Knobs for
  * experiments: LSEED, LSTEPS, LLR; LDEBUG=1 prints the fraction within 0.1 of a mode. */
 START_TEST(imm_learns_two_modes) {
   int nsteps = getenv("LSTEPS") ? atoi(getenv("LSTEPS")) : 500;
@@ -255,13 +256,19 @@ START_TEST(imm_learns_two_modes) {
   prog_open(&pg, "tests/stdlib/learn.grad", NULL, 0);
   Graph *lg = ad_grad_entry(&pg.p, program_find_entry(&pg.p, "loss"));
   ck_assert(lg != NULL);
+  CgOptions co;
+  cg_options_default(&co);
+  co.opt_level = 0;
+  CgJit *j = cg_jit_compile(&pg.c, &pg.p, &co);
+  if (!j) diag_print_all(&pg.c, stderr);
+  ck_assert(j != NULL);
   int np = pg.p.nparams;
   GrTensor z = {.dtype = GR_F32, .rank = 2, .dims = {128, 2}}, x = {.dtype = GR_F32, .rank = 2};
   z.data = gr_alloc(128 * 2 * sizeof(float));
   for (int i = 0; i < 256; i++) ((float *)z.data)[i] = (float)(0.5 * nrand(&st));
   x.dims[0] = lg->inputs[0].shape.dims[0], x.dims[1] = 2;
   x.data = gr_alloc((size_t)x.dims[0] * 2 * sizeof(float));
-  double frac, d0 = sample_dist(&pg, "sample_1", &z, &frac);
+  double frac, d0 = sample_dist(&pg, j, "sample_1", &z, &frac);
   float **m = calloc((size_t)np, sizeof *m), **v = calloc((size_t)np, sizeof *v);
   for (int i = 0; i < np; i++) {
     m[i] = calloc((size_t)shape_numel(&pg.p.params[i].shape), sizeof(float));
@@ -271,7 +278,8 @@ START_TEST(imm_learns_two_modes) {
   double lr = getenv("LLR") ? atof(getenv("LLR")) : 1e-2, b1 = 0.9, b2 = 0.999;
   for (int step = 1; step <= nsteps; step++) {
     two_modes(x.data, x.dims[0], &st);
-    ck_assert_int_eq(interp_run(lg, &pg.p, &x, pg.params, out, 1, (uint64_t)step, err, sizeof err), 0);
+    ck_assert_msg(cg_jit_run(j, lg->name, &x, pg.params, out, 1, (uint64_t)step, err, sizeof err) == 0,
+                  "%s", err);
     ck_assert(isfinite(get(&out[0], 0)));
     double c1 = 1 - pow(b1, step), c2 = 1 - pow(b2, step);
     double lr_t = 1e-4 + 0.5 * (lr - 1e-4) * (1 + cos(M_PI * (step - 1) / nsteps)); /* cosine */
@@ -284,10 +292,10 @@ START_TEST(imm_learns_two_modes) {
         w[e] -= (float)(lr_t * (m[i][e] / c1) / (sqrt(v[i][e] / c2) + 1e-8));
       }
     }
-    for (int j = 0; j < lg->noutputs; j++) gr_tensor_free(&out[j]);
+    for (int k = 0; k < lg->noutputs; k++) gr_tensor_free(&out[k]);
   }
   double f1, f2;
-  double d1 = sample_dist(&pg, "sample_1", &z, &f1), d2 = sample_dist(&pg, "sample_2", &z, &f2);
+  double d1 = sample_dist(&pg, j, "sample_1", &z, &f1), d2 = sample_dist(&pg, j, "sample_2", &z, &f2);
   ck_assert_msg(d0 > 0.2, "initial samples already at the modes (%g)", d0);
   ck_assert_msg(d1 < 0.2 && d1 < 0.4 * d0 && f1 > 0.25 && f1 < 0.75,
                 "1 step: distance %g (init %g), right mode %g", d1, d0, f1);
@@ -296,6 +304,7 @@ START_TEST(imm_learns_two_modes) {
   for (int i = 0; i < np; i++) free(m[i]), free(v[i]);
   free(m), free(v), free(out);
   gr_tensor_free(&z), gr_tensor_free(&x);
+  cg_jit_free(j);
   prog_close(&pg);
 }
 END_TEST

@@ -193,7 +193,7 @@ static void build(RG *g, uint64_t seed) {
   g->dt = rint_(&g->r, 4) ? DT_F64 : DT_F32;
   int nin = 1 + rint_(&g->r, 3);
   for (int i = 0; i < nin; i++) {
-    char name[8];
+    char name[16];
     snprintf(name, sizeof name, "x%d", i);
     Shape s = rand_shape(g);
     push(g, tu_input(&g->t, name, g->dt, s));
@@ -213,7 +213,7 @@ static void build(RG *g, uint64_t seed) {
   }
   int nout = 1 + rint_(&g->r, 2);
   for (int i = 0; i < nout; i++) {
-    char name[8];
+    char name[16];
     snprintf(name, sizeof name, "o%d", i);
     graph_add_output(g->t.g, name, i == 0 ? g->pool[g->npool - 1] : pick(g));
   }
