@@ -336,14 +336,16 @@ def rel_err(a, b):
 def timed_blocks(step, args):
     for _ in range(args.warmup):
         step()
-    rates = []
+    rates, cpu_rates = [], []
     for _ in range(args.blocks):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(args.steps):
             step()
         rates.append(args.steps / (time.perf_counter() - t0))
+        cpu_rates.append(args.steps / max(time.process_time() - c0, 1e-9))
     rates.sort()
-    return rates
+    cpu_rates.sort()
+    return rates, cpu_rates
 
 
 def bench(args):
@@ -387,12 +389,13 @@ def bench(args):
             return sampler(z, args.sample_steps, Ws, bs, f)
         mm, ew = flops_sample(bsz, d, args.hidden, args.depth, args.sample_steps, with_s)
 
-    rates = timed_blocks(step, args)
+    rates, cpu_rates = timed_blocks(step, args)
     med = rates[len(rates) // 2]
     out = dict(side="torch", mode=args.mode, net=args.net if args.mode == "sample" else args.mode,
                batch=bsz, dim=d, hidden=args.hidden, group=m, threads=args.threads,
                sample_steps=args.sample_steps if args.mode == "sample" else None,
                steps_per_s=med, steps_per_s_all=rates,
+               steps_per_cpu_s=cpu_rates[len(cpu_rates) // 2],
                samples_per_s=med * bsz if args.mode == "sample" else None,
                flops_matmul=mm, flops_elementwise=ew, flops=mm + ew,
                gflops_per_s=med * (mm + ew) / 1e9,

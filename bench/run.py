@@ -15,7 +15,7 @@ configuration built from bench/imm_bench.grad / bench/fm_bench.grad with `gradc 
 wait4(). If the gradc side cannot be built or run, the table says so with the reason;
 numbers are never invented.
 
-Environment: BENCH_QUICK=1 (a few configurations, short blocks: for development),
+Environment: BENCH_GRADC_BLAS_THREADS (OpenBLAS threads of the gradc side), BENCH_QUICK=1 (a few configurations, short blocks: for development),
 BENCH_ROUNDS (default 1), BENCH_ONLY=imm,fm,sample (subset), GRADC (compiler path),
 PYTHON (interpreter with torch; default /usr/bin/python3), BENCH_JSON (write all rows).
 """
@@ -112,10 +112,15 @@ def run_measured(argv, env):
     return out, err, p.returncode, wall, ru.ru_maxrss
 
 
-def thread_env(n):
+def thread_env(n, side="torch"):
+    """The thread count for both sides, OpenBLAS included (the issue's rule).
+    BENCH_GRADC_BLAS_THREADS overrides OpenBLAS's count for the gradc side only (an
+    experiment knob: gradc's pool and OpenBLAS's threads share the cores)."""
     env = dict(os.environ)
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GRADC_THREADS"):
         env[var] = str(n)
+    if side == "gradc" and os.environ.get("BENCH_GRADC_BLAS_THREADS"):
+        env["OPENBLAS_NUM_THREADS"] = os.environ["BENCH_GRADC_BLAS_THREADS"]
     return env
 
 
@@ -146,19 +151,35 @@ def run_torch(cfg):
 # ---- gradc side ----------------------------------------------------------------------------
 
 class GradcSide:
-    """Builds and times gradc executables; .reason says why it is unavailable."""
+    """Runs gradc's step: AOT executables (`gradc build`) when the compiler has that
+    command, else the in-process JIT harness build/bench/gradc_jit_bench (the same
+    generated code, timed inside the process). .reason says why neither works."""
 
     def __init__(self):
         self.reason = None
         self.exes = {}
         self.compile_s = {}
-        self.stage_times = {}
+        self.mm_flops = {}  # (graph, D, B) -> matmul flops in gradc's optimized loss_grad
+        self.aot_note = None
+        self.how = None
+        jit = os.path.join(BDIR, "gradc_jit_bench")
         if not os.access(GRADC, os.X_OK):
             self.reason = "%s not built (run make)" % os.path.relpath(GRADC, ROOT)
             return
         r = subprocess.run([GRADC, "help", "build"], capture_output=True, text=True)
-        if r.returncode != 0 or "build" not in (r.stdout + r.stderr):
-            self.reason = "gradc has no 'build' command yet (gradc help build: exit %d)" % r.returncode
+        if r.returncode == 0 and "build" in (r.stdout + r.stderr):
+            self.how = "aot"
+        elif os.access(jit, os.X_OK):
+            self.how = "jit"
+            self.jit = jit
+        else:
+            self.reason = ("gradc has no 'build' command yet and the JIT harness "
+                           "build/bench/gradc_jit_bench did not build")
+
+    def label(self):
+        return {"aot": "gradc executables (gradc build)",
+                "jit": "gradc JIT harness (bench/gradc_jit_bench.c; `gradc build` not available)"
+                }.get(self.how, "none")
 
     def graph(self, kind):
         return os.path.join(ROOT, "bench", "fm_bench.grad" if kind == "fm" else "imm_bench.grad")
@@ -218,14 +239,64 @@ class GradcSide:
         if cfg[0] != "sample" or os.path.exists(self.ckpt(exe)):
             return None
         train = (cfg[5], cfg[1], cfg[2], cfg[3], None, cfg[5])
-        r = run_measured(self.command(exe, train, 1), thread_env(cfg[3]))
+        r = run_measured(self.command(exe, train, 1), thread_env(cfg[3], "gradc"))
         return None if r[2] == 0 else "train (for a checkpoint) exited %d: %s" % (
             r[2], (r[1].strip().splitlines() or [""])[-1])
 
     def run(self, cfg):
-        """Steps/s by differencing: time(n0 + k steps) - time(n0 steps), median of blocks."""
         if self.reason:
             return {"error": self.reason}
+        return self.run_jit(cfg) if self.how == "jit" else self.run_aot(cfg)
+
+    def run_jit(self, cfg):
+        """One harness process: compiles (stages timed), warms up, times blocks."""
+        kind, dim, batch, threads, sstep, net = cfg
+        graph = net if kind == "sample" else kind
+        argv = [self.jit, self.graph(graph), "-I", os.path.join(ROOT, "stdlib"),
+                "-D", "B=%d" % batch, "-D", "D=%d" % dim, "--data", self.data_file(dim),
+                "--mode", "sample" if kind == "sample" else "train",
+                "--threads", str(threads), "--blocks", str(blocks()), "--warmup", "3",
+                "--steps", str(steps_per_block(kind, dim, batch, sstep or 1))]
+        if kind == "sample":
+            argv += ["--sample-steps", str(sstep), "--T", "0.994" if net == "imm" else "1.0"]
+        out, err, rc, _, rss = run_measured(argv, thread_env(threads, "gradc"))
+        if rc != 0:
+            return {"error": "gradc_jit_bench exited %d: %s" % (
+                rc, (err.strip().splitlines() or [""])[0])}
+        row = json.loads(out.strip().splitlines()[-1])
+        row["peak_rss_kb"] = row["jit_rss_kb"] = rss
+        aot = self.aot_rss(cfg)
+        if aot:
+            row["peak_rss_kb"], row["rss_from"] = aot, "aot"
+        self.compile_s.setdefault(self.key(cfg), row["compile_cpu_s"])
+        if kind != "sample":
+            self.mm_flops.setdefault(self.key(cfg), row.get("matmul_flops_opt"))
+        return row
+
+    def aot_rss(self, cfg):
+        """Peak RSS of the real training executable (AOT, built through the library by
+        the harness's --emit-exe, as `gradc build` will): 3 training steps, or one
+        sampler call. The JIT harness's own RSS includes LLVM and the compiler."""
+        key = self.key(cfg)
+        if key not in self.exes:
+            graph, dim, batch = key
+            exe = os.path.join(BDIR, "aot_%s_d%d_b%d" % key)
+            argv = [self.jit, self.graph(graph), "-I", os.path.join(ROOT, "stdlib"),
+                    "-D", "B=%d" % batch, "-D", "D=%d" % dim, "--emit-exe", exe,
+                    "--rt-dir", BUILD]
+            r = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+            self.exes[key] = exe if r.returncode == 0 and os.access(exe, os.X_OK) else None
+            if self.exes[key] is None:
+                self.aot_note = "AOT build failed: %s" % (r.stderr.strip().splitlines() or [""])[0]
+        exe = self.exes[key]
+        if not exe or self.prepare(exe, cfg):
+            return None
+        r = run_measured(self.command(exe, cfg, 1 if cfg[0] == "sample" else 3),
+                         thread_env(cfg[3], "gradc"))
+        return r[4] if r[2] == 0 else None
+
+    def run_aot(self, cfg):
+        """Steps/s by differencing: time(n0 + k steps) - time(n0 steps), median of blocks."""
         exe = self.build(cfg)
         if exe is None:
             return {"error": self.reason}
@@ -234,7 +305,7 @@ class GradcSide:
         if why:
             return {"error": why}
         k = steps_per_block(kind, dim, batch, sstep or 1)
-        env = thread_env(threads)
+        env = thread_env(threads, "gradc")
         base = run_measured(self.command(exe, cfg, 3), env)
         if base[2] != 0:
             return {"error": "%s exited %d: %s" % (os.path.basename(exe), base[2],
@@ -275,16 +346,19 @@ def label(cfg):
 def print_table(rows, pk, gradc):
     p512 = pk.get(("avx512", 1)) or pk.get(("avx2-fma", 1))
     p256 = pk.get(("avx2-fma", 1))
-    hdr = ("| config | unit | torch | gradc | ratio | GFLOP/step | torch GFLOP/s | torch %peak "
+    hdr = ("| config | unit | torch | gradc | ratio | CPU-time ratio | GFLOP/step | torch GFLOP/s | torch %peak "
            "| gradc %peak | torch RSS MiB | gradc RSS MiB |")
     print(hdr)
-    print("|" + "---|" * 11)
+    print("|" + "---|" * 12)
     for cfg, tr, gr in rows:
         threads = cfg[3]
         flops = tr.get("flops") if "error" not in tr else None
         ratio = "n/a"
         if "error" not in tr and "error" not in gr:
             ratio = "%.2fx" % (gr["steps_per_s"] / tr["steps_per_s"])
+        cratio = "-"
+        if threads == 1 and tr.get("steps_per_cpu_s") and gr.get("steps_per_cpu_s"):
+            cratio = "%.2fx" % (gr["steps_per_cpu_s"] / tr["steps_per_cpu_s"])
 
         def pct(r):
             if flops is None or "error" in r or not p512:
@@ -295,23 +369,68 @@ def print_table(rows, pk, gradc):
                 s += " (%.0f%%)" % (100 * rate / (p256 * threads))
             return s
         per = cfg[2] if cfg[0] == "sample" else None
-        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            label(cfg), "samples/s" if per else "steps/s", fmt_rate(tr, per), fmt_rate(gr, per), ratio,
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            label(cfg), "samples/s" if per else "steps/s", fmt_rate(tr, per), fmt_rate(gr, per),
+            ratio, cratio,
             "%.3f" % (flops / 1e9) if flops else "n/a",
             "%.1f" % (tr["steps_per_s"] * flops / 1e9) if flops else "n/a",
             pct(tr), pct(gr),
             "%.0f" % (tr["peak_rss_kb"] / 1024) if "error" not in tr else "n/a",
             "%.0f" % (gr["peak_rss_kb"] / 1024) if "error" not in gr else "n/a"))
     print()
+    if gradc.how == "jit":
+        print("gradc RSS: peak RSS of the AOT training executable (built through the library,"
+              " 3 steps or one sampler call); rates from the in-process JIT harness.%s" % (
+                  " " + gradc.aot_note if gradc.aot_note else ""))
+    print("CPU-time ratio (1 thread only): the same ratio from steps per CPU second of each"
+          " process, robust to other jobs on the machine.")
     print("GFLOP/step: per training step, or per sampler call (all its steps, batch 1024).")
     print("%peak: of the measured 1-core fp32 FMA peak x threads, with the AVX-512 peak;"
           " in parentheses of the AVX2 (256-bit) peak, the ISA Debian's OpenBLAS uses here.")
     if gradc.reason:
         print("gradc side: not available: %s" % gradc.reason)
     if gradc.compile_s:
-        print("gradc compile times (wall, whole `gradc build`):")
+        print("gradc compile times (JIT harness: CPU seconds per stage, all entries of the"
+              " program; AOT: wall seconds of gradc build):")
         for key, s in sorted(gradc.compile_s.items()):
-            print("  %s D=%d B=%d: %.3f s" % (key + (s,)))
+            if isinstance(s, dict):
+                s = "total %.3f = frontend %.3f + autodiff %.4f + jit (passes, schedule, LLVM) %.3f" % (
+                    s["total"], s["frontend"], s["autodiff"], s["jit"])
+            else:
+                s = "%.3f (whole gradc build)" % s
+            print("  %s D=%d B=%d: %s" % (key + (s,)))
+    mins = {(c[0], c[1], c[2]): t.get("flops_matmul") for c, t, _ in rows
+            if c[0] != "sample" and "error" not in t}
+    if gradc.mm_flops:
+        print("matmul work in gradc's optimized loss_grad vs the necessary minimum (docs/performance.md):")
+        for key, f in sorted(gradc.mm_flops.items()):
+            m = mins.get(key)
+            if f and m:
+                print("  %s D=%d B=%d: %.4f GFLOP = %.1f%% of the minimum %.4f" % (
+                    key + (f / 1e9, 100.0 * f / m, m / 1e9)))
+
+
+def compile_imm2d(gradc):
+    """Compile time of graphs/imm_2d.grad (the issue's target: < 0.3 s)."""
+    graph = os.path.join(ROOT, "graphs", "imm_2d.grad")
+    if not os.path.exists(graph) or gradc.reason:
+        return "n/a (%s)" % ("no graphs/imm_2d.grad" if not os.path.exists(graph) else gradc.reason)
+    if gradc.how == "aot":
+        t0 = time.perf_counter()
+        r = subprocess.run([GRADC, "build", graph, "-o", os.path.join(BDIR, "imm_2d")],
+                           capture_output=True, text=True, cwd=ROOT)
+        dt = time.perf_counter() - t0
+        return "%.3f s (gradc build)%s" % (dt, "" if r.returncode == 0 else " FAILED: exit %d" % r.returncode)
+    argv = [gradc.jit, graph, "-I", os.path.join(ROOT, "stdlib"), "--data", gradc.data_file(2),
+            "--steps", "1", "--blocks", "1", "--warmup", "0"]
+    out, err, rc, _, _ = run_measured(argv, thread_env(1))
+    if rc != 0:
+        return "failed: %s" % (err.strip().splitlines() or ["exit %d" % rc])[0]
+    row = json.loads(out.strip().splitlines()[-1])
+    c = row["compile_cpu_s"]
+    return ("%.3f CPU s = frontend %.3f + autodiff %.4f + JIT %.3f (all entries, JIT harness;"
+            " wall %.3f s)" % (c["total"], c["frontend"], c["autodiff"], c["jit"],
+                               row["compile_s"]["total"]))
 
 
 def main():
@@ -325,6 +444,7 @@ def main():
         ", ".join("%s %d thr %.1f GFLOP/s" % (isa, n, g) for (isa, n), g in sorted(pk.items()))))
     print("torch: %s (%s)" % (tv or "not importable", PYTHON))
     gradc = GradcSide()
+    print("gradc side: %s" % gradc.label())
     if gradc.reason:
         print("gradc side: not available: %s" % gradc.reason)
     rows = []
@@ -344,6 +464,8 @@ def main():
             flush=True)
     print()
     print_table(rows, pk, gradc)
+    if "imm" in ONLY:
+        print("compile time of graphs/imm_2d.grad: %s" % compile_imm2d(gradc))
     print("\ntotal %.0f s, %d configurations, %d round(s)%s" % (
         time.perf_counter() - t_start, len(cfgs), ROUNDS, " (BENCH_QUICK)" if QUICK else ""))
     if os.environ.get("BENCH_JSON"):

@@ -16,6 +16,20 @@ if grep -qw avx512f /proc/cpuinfo; then
 else
   rm -f "$BUILD/bench/peak-avx2"
 fi
+# The in-process JIT harness (the gradc side until `gradc build` exists; also the
+# per-stage compile times). Linked like the unit tests: libgradc, libgradrt, LLVM 19.
+rm -f "$BUILD/bench/gradc_jit_bench"
+if [ -f "$BUILD/libgradc.a" ] && [ -f "$BUILD/libgradrt.a" ] && [ -f compiler/codegen.h ]; then
+  LLVM_CONFIG=${LLVM_CONFIG:-llvm-config-19}
+  LLVMC=$($LLVM_CONFIG --cflags | sed -e 's/-O[0-9s]//g' -e 's/-DNDEBUG//g' -e 's/-std=[^ ]*//g')
+  if ! $CC -std=gnu11 -O2 -Wall -Wextra -Icompiler -Iruntime -D_GNU_SOURCE $LLVMC \
+      bench/gradc_jit_bench.c -o "$BUILD/bench/gradc_jit_bench" "$BUILD/libgradc.a" "$BUILD/libgradrt.a" \
+      $($LLVM_CONFIG --ldflags --libs) -lffi -ldl -lopenblas -lmvec -lm -lpthread -lz \
+      2>"$BUILD/bench/gradc_jit_bench.err"; then
+    echo "bench: the JIT harness did not build (see $BUILD/bench/gradc_jit_bench.err)" >&2
+    rm -f "$BUILD/bench/gradc_jit_bench"
+  fi
+fi
 if ! "$PYTHON" -c 'import torch' 2>/dev/null; then
   echo "bench: $PYTHON cannot import torch; install python3-torch (apt-get install -y python3-torch)" >&2
 fi

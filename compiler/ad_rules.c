@@ -80,9 +80,7 @@ static ValId d_atan(AdCtx *a, ValId x, ValId y) {
   return recip(a, add(a, kst(a, 1, x), mul(a, x, x)));
 }
 static ValId d_tanh(AdCtx *a, ValId x, ValId y) { return sub(a, kst(a, 1, y), mul(a, y, y)); }
-static ValId d_sigmoid(AdCtx *a, ValId x, ValId y) {
-  return mul(a, y, sub(a, kst(a, 1, y), y));
-}
+static ValId d_sigmoid(AdCtx *a, ValId x, ValId y) { return mul(a, y, sub(a, kst(a, 1, y), y)); }
 /* silu = x s(x): s (1 + x (1 - s)) */
 static ValId d_silu(AdCtx *a, ValId x, ValId y) {
   ValId s = un(a, OP_SIGMOID, x);
@@ -96,11 +94,11 @@ static const struct {
   DerivFn d;
   int safe;
 } unary_deriv[OP_COUNT] = {
-    [OP_EXP] = {d_exp, 0},     [OP_LOG] = {d_log, 1},         [OP_LOG1P] = {d_log1p, 1},
-    [OP_SQRT] = {d_sqrt, 1},   [OP_RSQRT] = {d_rsqrt, 1},     [OP_ABS] = {d_abs, 0},
-    [OP_SIN] = {d_sin, 0},     [OP_COS] = {d_cos, 0},         [OP_TAN] = {d_tan, 1},
-    [OP_ATAN] = {d_atan, 0},   [OP_TANH] = {d_tanh, 0},       [OP_SIGMOID] = {d_sigmoid, 0},
-    [OP_SILU] = {d_silu, 0},   [OP_RELU] = {d_relu, 0},       [OP_SOFTPLUS] = {d_softplus, 0},
+    [OP_EXP] = {d_exp, 0},   [OP_LOG] = {d_log, 1},     [OP_LOG1P] = {d_log1p, 1},
+    [OP_SQRT] = {d_sqrt, 1}, [OP_RSQRT] = {d_rsqrt, 1}, [OP_ABS] = {d_abs, 0},
+    [OP_SIN] = {d_sin, 0},   [OP_COS] = {d_cos, 0},     [OP_TAN] = {d_tan, 1},
+    [OP_ATAN] = {d_atan, 0}, [OP_TANH] = {d_tanh, 0},   [OP_SIGMOID] = {d_sigmoid, 0},
+    [OP_SILU] = {d_silu, 0}, [OP_RELU] = {d_relu, 0},   [OP_SOFTPLUS] = {d_softplus, 0},
 };
 
 static ValId scale_by_deriv(AdCtx *a, const Node *n, ValId v, ValId g) {
@@ -176,16 +174,18 @@ static ValId jvp_div(AdCtx *a, const Node *n, ValId v, const ValId *t) {
   }
   return smul(a, num, recip(a, n->in[1]));
 }
-/* y = a^b: dy/da = b a^(b-1); dy/db = log(a) y, defined as 0 where a == 0. */
+/* y = a^b: dy/da = b a^(b-1); dy/db = log(a) y, defined as 0 where a <= 0 (at 0 the
+ * limit is 0 for b > 0; below 0 a real derivative in b does not exist). log never sees
+ * a <= 0: the base is replaced by 1 under the where, so no inf/NaN exists even unselected. */
 static ValId pow_da(AdCtx *a, const Node *n) {
   ValId b = n->in[1];
   return smul(a, b, bin(a, OP_POW, n->in[0], sub(a, b, kst(a, 1, b))));
 }
 static ValId pow_db(AdCtx *a, const Node *n, ValId v) {
   ValId x = n->in[0];
-  ValId zero = bin(a, OP_EQ, x, kst(a, 0, x));
-  ValId logx = un(a, OP_LOG, where(a, zero, kst(a, 1, x), x));
-  return smul(a, where(a, zero, kst(a, 0, x), logx), v);
+  ValId nonpos = bin(a, OP_LE, x, kst(a, 0, x));
+  ValId logx = un(a, OP_LOG, where(a, nonpos, kst(a, 1, x), x));
+  return smul(a, where(a, nonpos, kst(a, 0, x), logx), v);
 }
 static void vjp_pow(AdCtx *a, const Node *n, ValId v, ValId g, unsigned need) {
   if (need & 1) give(a, n->in[0], smul(a, g, pow_da(a, n)));
@@ -206,8 +206,7 @@ static ValId minmax_share(AdCtx *a, const Node *n) {
 }
 static void vjp_minmax(AdCtx *a, const Node *n, ValId v, ValId g, unsigned need) {
   ValId s = minmax_share(a, n);
-  ValId g0 = mul(a, g, s);
-  if (need & 1) give(a, n->in[0], g0);
+  if (need & 1) give(a, n->in[0], mul(a, g, s));
   if (need & 2) give(a, n->in[1], mul(a, g, sub(a, kst(a, 1, s), s)));
 }
 static ValId jvp_minmax(AdCtx *a, const Node *n, ValId v, const ValId *t) {
@@ -246,7 +245,7 @@ static ValId jvp_sum(AdCtx *a, const Node *n, ValId v, const ValId *t) {
 /* max/min over axes: the elements equal to the result share its gradient equally. */
 static ValId argext_weight(AdCtx *a, const Node *n, ValId v) {
   ValId x = n->in[0];
-  ValId hit = bin(a, OP_EQ, x, bcast(a, v, x));  /* [in shape] 0/1 */
+  ValId hit = bin(a, OP_EQ, x, bcast(a, v, x));     /* [in shape] 0/1 */
   ValId cnt = reduce(a, OP_SUM, hit, n->attr.axes); /* [out shape] >= 1 */
   return bin(a, OP_DIV, hit, bcast(a, cnt, x));
 }
@@ -287,7 +286,8 @@ static void vjp_slice(AdCtx *a, const Node *n, ValId v, ValId g, unsigned need) 
        ir_must(a->g, ir_pad(a->g, g, ax, n->attr.sl.start, dim - n->attr.sl.stop, a->loc)));
 }
 static ValId jvp_slice(AdCtx *a, const Node *n, ValId v, const ValId *t) {
-  return ir_must(a->g, ir_slice(a->g, t[0], n->attr.sl.axis, n->attr.sl.start, n->attr.sl.stop, a->loc));
+  return ir_must(a->g,
+                 ir_slice(a->g, t[0], n->attr.sl.axis, n->attr.sl.start, n->attr.sl.stop, a->loc));
 }
 static void vjp_pad(AdCtx *a, const Node *n, ValId v, ValId g, unsigned need) {
   int ax = n->attr.sl.axis;
@@ -295,7 +295,8 @@ static void vjp_pad(AdCtx *a, const Node *n, ValId v, ValId g, unsigned need) {
   give(a, n->in[0], ir_must(a->g, ir_slice(a->g, g, ax, lo, lo + dim, a->loc)));
 }
 static ValId jvp_pad(AdCtx *a, const Node *n, ValId v, const ValId *t) {
-  return ir_must(a->g, ir_pad(a->g, t[0], n->attr.sl.axis, n->attr.sl.start, n->attr.sl.stop, a->loc));
+  return ir_must(a->g,
+                 ir_pad(a->g, t[0], n->attr.sl.axis, n->attr.sl.start, n->attr.sl.stop, a->loc));
 }
 static void vjp_concat(AdCtx *a, const Node *n, ValId v, ValId g, unsigned need) {
   int ax = n->attr.sl.axis;
@@ -319,7 +320,8 @@ static void vjp_scatter(AdCtx *a, const Node *n, ValId v, ValId g, unsigned need
   give(a, n->in[0], ir_must(a->g, ir_gather(a->g, g, n->in[1], n->attr.sl.axis, a->loc)));
 }
 static ValId jvp_scatter(AdCtx *a, const Node *n, ValId v, const ValId *t) {
-  return ir_must(a->g, ir_scatter_add(a->g, t[0], n->in[1], n->attr.sl.axis, n->attr.sl.start, a->loc));
+  return ir_must(a->g,
+                 ir_scatter_add(a->g, t[0], n->in[1], n->attr.sl.axis, n->attr.sl.start, a->loc));
 }
 
 /* ---- matrix product ---------------------------------------------------------------------

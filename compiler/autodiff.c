@@ -25,22 +25,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *extern_name(const Program *p, const Node *n) {
-  if (p && n->attr.ext.index >= 0 && n->attr.ext.index < p->nexterns)
-    return p->externs[n->attr.ext.index].name;
-  return "?";
-}
-
+/* Names the C function when the Program is known (ad_vjp_in / ad_jvp_in). */
 static void extern_error(Graph *g, const Program *p, const Node *n) {
-  diag_error(g->ctx, n->loc, "write its derivative in .grad, or stop the gradient explicitly",
-             "extern function '%s' has no derivative; wrap it in stop_grad", extern_name(p, n));
+  const char *hint = "write its derivative in .grad, or stop the gradient explicitly";
+  int ix = n->attr.ext.index;
+  if (p && ix >= 0 && ix < p->nexterns)
+    diag_error(g->ctx, n->loc, hint, "extern function '%s' has no derivative; wrap it in stop_grad",
+               p->externs[ix].name);
+  else
+    diag_error(g->ctx, n->loc, hint,
+               "this extern function call has no derivative; wrap it in stop_grad");
 }
 
-static int check_float(Graph *g, ValId v, const char *what, SrcLoc loc) {
+/* is_wrt: v is differentiated with respect to (else v is the value differentiated). */
+static int check_float(Graph *g, ValId v, int is_wrt, SrcLoc loc) {
   DType t = ir_node(g, v)->dtype;
   if (dtype_is_float(t)) return 0;
-  diag_error(g->ctx, loc, "cast it to f32 or f64 first, or differentiate a float value",
-             "cannot differentiate %s an integer tensor (%s)", what, dtype_name(t));
+  diag_error(g->ctx, loc, "integers have no derivative: cast to f32 or f64 where that makes sense",
+             is_wrt ? "cannot differentiate with respect to an integer tensor (%s)"
+                    : "cannot differentiate an integer tensor (%s)",
+             dtype_name(t));
   return -1;
 }
 
@@ -112,9 +116,9 @@ static ValId seed_cotangent(Graph *g, ValId y, ValId cot, SrcLoc loc) {
 
 static int vjp_core(Graph *g, const Program *p, ValId y, ValId cot, int nwrt, const ValId *wrt,
                     ValId *ct_out, SrcLoc loc) {
-  if (y == IR_ERR || check_float(g, y, "the integer value", loc)) return -1;
+  if (y == IR_ERR || check_float(g, y, 0, loc)) return -1;
   for (int i = 0; i < nwrt; i++)
-    if (wrt[i] == IR_ERR || check_float(g, wrt[i], "with respect to", loc)) return -1;
+    if (wrt[i] == IR_ERR || check_float(g, wrt[i], 1, loc)) return -1;
   ValId seed = seed_cotangent(g, y, cot, loc);
   if (seed == IR_ERR) return -1;
   int n0 = g->nnodes;
@@ -181,8 +185,8 @@ static int check_tangent(Graph *g, ValId w, ValId t, SrcLoc loc) {
   if (shape_eq(&nw->shape, &nt->shape) && nw->dtype == nt->dtype) return 0;
   char s1[96], s2[96];
   diag_error(g->ctx, loc, "a tangent has the shape and dtype of the value it perturbs",
-             "tangent %s%s does not match %s%s", dtype_name(nt->dtype), shape_str(&nt->shape, s1, 96),
-             dtype_name(nw->dtype), shape_str(&nw->shape, s2, 96));
+             "tangent %s%s does not match %s%s", dtype_name(nt->dtype),
+             shape_str(&nt->shape, s1, 96), dtype_name(nw->dtype), shape_str(&nw->shape, s2, 96));
   return -1;
 }
 
@@ -221,14 +225,14 @@ static int forward_node(AdCtx *a, ValId *tan, ValId v) {
   return 0;
 }
 
-int ad_jvp_in(const Program *p, Graph *g, int nwrt, const ValId *wrt, const ValId *tangents,
-              int ny, const ValId *ys, ValId *out, SrcLoc loc) {
+int ad_jvp_in(const Program *p, Graph *g, int nwrt, const ValId *wrt, const ValId *tangents, int ny,
+              const ValId *ys, ValId *out, SrcLoc loc) {
   for (int i = 0; i < nwrt; i++)
-    if (wrt[i] == IR_ERR || check_float(g, wrt[i], "with respect to", loc) ||
+    if (wrt[i] == IR_ERR || check_float(g, wrt[i], 1, loc) ||
         check_tangent(g, wrt[i], tangents[i], loc))
       return -1;
   for (int j = 0; j < ny; j++)
-    if (ys[j] == IR_ERR || check_float(g, ys[j], "the integer value", loc)) return -1;
+    if (ys[j] == IR_ERR || check_float(g, ys[j], 0, loc)) return -1;
   int n0 = g->nnodes, rc = 0;
   ValId *tan = malloc(sizeof(ValId) * ((size_t)n0 + 1));
   IR_ASSERT(tan);
@@ -294,7 +298,8 @@ Graph *ad_grad_entry(Program *p, const Graph *loss) {
     p->nentries--;
     return NULL;
   }
-  for (int i = 0; i < loss->noutputs; i++) graph_add_output(g, loss->outputs[i].name, loss->outputs[i].val);
+  for (int i = 0; i < loss->noutputs; i++)
+    graph_add_output(g, loss->outputs[i].name, loss->outputs[i].val);
   for (int i = 0; i < p->nparams; i++)
     graph_add_output(g, arena_printf(&c->arena, "grad:%s", p->params[i].name), grads[i]);
   free(grads);

@@ -25,7 +25,9 @@ typedef struct {
   int64_t par_grain;      /* elements per parallel chunk (0: default 16384) */
   const char *rt_dir;     /* AOT: folder holding libgradrt.a (NULL: next to the gradc binary) */
   const char *cc;         /* AOT: the C compiler driver used to link (NULL: "cc") */
+  const char *ldflags;    /* AOT: extra link flags, split at spaces (e.g. "-static-libgcc") */
   const char *source_name;/* AOT: recorded in gr_module.source_name */
+  int timings;            /* print the time of each back-end phase to stderr */
 } CgOptions;
 
 void cg_options_default(CgOptions *o);
@@ -52,7 +54,8 @@ CgJit *cg_jit_compile(Ctx *c, Program *p, const CgOptions *o);
 int cg_jit_run(CgJit *j, const char *entry, const GrTensor *inputs, const GrTensor *params,
                GrTensor *outputs, uint64_t seed, uint64_t step, char *err, size_t n);
 /* Calls the flat entry point directly with caller-owned buffers (args: inputs, params,
- * outputs), the fast path for training loops. */
+ * outputs), the fast path for training loops: allocates nothing. Not reentrant for one
+ * entry (the libffi argument array is prepared once per entry). */
 int cg_jit_call(CgJit *j, const char *entry, void **args, uint64_t seed, uint64_t step);
 void cg_jit_set_pool(CgJit *j, GrPool *pool);
 /* Address of the uniform wrapper gr_entry_NAME (NULL if no such entry). */

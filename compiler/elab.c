@@ -72,8 +72,21 @@ int elab_need_graph(Elab *E, SrcLoc loc) {
 }
 
 /* ---- names -------------------------------------------------------------------------------- */
+/* Bindings are recycled when their block or call ends (values are copied out, nothing
+ * keeps a pointer to a binding past its scope), so unrolled loops run in bounded memory. */
+static void unbind_to(Elab *E, Frame *f, Binding *saved) {
+  while (f->env && f->env != saved) {
+    Binding *b = f->env;
+    f->env = b->next;
+    b->next = E->free_bindings;
+    E->free_bindings = b;
+  }
+}
+
 static void bind(Elab *E, Frame *f, const char *name, Value v) {
-  Binding *b = arena_alloc(&E->c->arena, sizeof *b);
+  Binding *b = E->free_bindings;
+  if (b) E->free_bindings = b->next;
+  else b = arena_alloc(&E->c->arena, sizeof *b);
   b->name = name;
   b->v = v;
   b->next = f->env;
@@ -157,7 +170,12 @@ Value elab_lookup(Elab *E, const char *name, SrcLoc loc) {
 static Value member(Elab *E, Value base, const char *name, SrcLoc loc) {
   if (base.k == V_ERR) return base;
   if (base.k != V_MODULE) {
-    diag_error(E->c, loc, NULL, "a %s has no member '%s'", v_kind_name(&base), name);
+    const char *hint = NULL;
+    if (base.k == V_TENSOR)
+      hint = !strcmp(name, "T")       ? "use transpose(x)"
+             : !strcmp(name, "shape") ? "use shape(x) or dim(x, axis)"
+                                      : "tensors have no members; see the builtins in docs/language.md";
+    diag_error(E->c, loc, hint, "a %s has no member '%s'", v_kind_name(&base), name);
     return v_err();
   }
   Value v;
@@ -185,16 +203,30 @@ static Value make_seq(Elab *E, VKind k, Value *items, int n) {
   return v;
 }
 
+/* The leftmost location of an expression (binary nodes sit at their operator). */
+static SrcLoc expr_start(const Ast *a) {
+  while ((a->kind == A_BINOP || a->kind == A_INDEX || a->kind == A_MEMBER) && a->a) a = a->a;
+  if (a->kind == A_CALL && a->a) return expr_start(a->a);
+  return a->loc;
+}
+
 static Value eval_call(Elab *E, Ast *a) {
   Value callee = elab_expr(E, a->a);
-  Value *args = arena_alloc(&E->c->arena, (size_t)(a->n ? a->n : 1) * sizeof *args);
+  Value args_buf[8];
+  SrcLoc locs_buf[8];
+  Value *args = a->n <= 8 ? args_buf : arena_alloc(&E->c->arena, (size_t)a->n * sizeof *args);
   int bad = callee.k == V_ERR;
   for (int i = 0; i < a->n; i++) {
     args[i] = elab_expr(E, a->list[i]);
     bad |= args[i].k == V_ERR;
   }
   if (bad) return v_err();
-  return elab_call_value(E, callee, args, a->names, a->n, a->name, a->loc);
+  SrcLoc *locs = a->n <= 8 ? locs_buf : arena_alloc(&E->c->arena, (size_t)a->n * sizeof *locs);
+  for (int i = 0; i < a->n; i++) locs[i] = expr_start(a->list[i]);
+  E->arglocs = locs;
+  Value r = elab_call_value(E, callee, args, a->names, a->n, a->name, a->loc);
+  E->arglocs = NULL;
+  return r;
 }
 
 static Value eval_index(Elab *E, Ast *a) {
@@ -276,11 +308,27 @@ static const char *dim_desc(Elab *E, Ast *d) {
   return d->kind == A_NAME ? d->name : "a dimension";
 }
 
+/* What a checked value is, for messages; formatted only when there is an error (calls are
+ * expanded millions of times in big unrolled programs). */
+typedef struct {
+  int kind; /* 0: a let name, 1: an argument, 2: a result */
+  const char *name, *fn;
+  int line; /* result: the line of the call, 0 for an entry */
+} What;
+
+static const char *what_str(Elab *E, What w) {
+  if (w.kind == 0) return arena_printf(&E->c->arena, "'%s'", w.name);
+  if (w.kind == 1) return arena_printf(&E->c->arena, "argument '%s' of '%s'", w.name, w.fn);
+  if (!w.line) return arena_printf(&E->c->arena, "the result of '%s'", w.fn);
+  return arena_printf(&E->c->arena, "the result of '%s' (called at line %d)", w.fn, w.line);
+}
+
 /* Checks (and converts) *v against type t inside frame f, binding size variables that are
- * not yet known. `what` names the value in messages ("argument 'x' of linear"). */
-static int unify(Elab *E, Frame *f, TypeExpr *t, Value *v, const char *what, SrcLoc loc) {
+ * not yet known. `w` names the value in messages ("argument 'x' of 'linear'"). */
+static int unify(Elab *E, Frame *f, TypeExpr *t, Value *v, What w, SrcLoc loc) {
   if (v->k == V_ERR) return -1;
-  const char *tn = fe_type_str(E->c, t);
+#define what what_str(E, w)
+#define tn fe_type_str(E->c, t)
   switch (t->kind) {
   case TY_INT:
     if (v->k == V_INT) return 0;
@@ -303,7 +351,7 @@ static int unify(Elab *E, Frame *f, TypeExpr *t, Value *v, const char *what, Src
   case TY_TUPLE:
     if ((v->k == V_TUPLE || v->k == V_LIST) && v->n == t->nelems) {
       for (int i = 0; i < v->n; i++)
-        if (unify(E, f, t->elems[i], &v->items[i], what, loc)) return -1;
+        if (unify(E, f, t->elems[i], &v->items[i], w, loc)) return -1;
       return 0;
     }
     break;
@@ -316,7 +364,14 @@ static int unify(Elab *E, Frame *f, TypeExpr *t, Value *v, const char *what, Src
       /* a number where a tensor is expected: a constant of the declared type */
       Shape s = {t->rank, {0}};
       for (int i = 0; i < t->rank && !rc; i++) {
-        Value d = elab_expr(E, t->dims[i]);
+        Value d;
+        if (t->dims[i]->kind == A_NAME && !lookup_quiet(E, t->dims[i]->name, &d)) {
+          E->top = saved;
+          diag_error(E->c, loc, "a number can stand for a tensor only when its shape is known",
+                     "%s must be %s, got %s", what, tn, v_describe(E, v));
+          return -1;
+        }
+        d = elab_expr(E, t->dims[i]);
         rc = elab_get_int(E, d, "a dimension", t->dims[i]->loc, &s.dims[i]);
       }
       if (!rc && elab_need_graph(E, loc)) rc = -1;
@@ -356,7 +411,7 @@ static int unify(Elab *E, Frame *f, TypeExpr *t, Value *v, const char *what, Src
       }
       if (want != have) {
         diag_error(E->c, loc,
-                   arena_printf(&E->c->arena, "%s is %lld here", dim_desc(E, d), (long long)want),
+                   arena_printf(&E->c->arena, "%s = %lld in this call", dim_desc(E, d), (long long)want),
                    "%s must be %s, got %s (axis %d is %lld, expected %lld)", what, tn,
                    v_describe(E, v), i, (long long)have, (long long)want);
         rc = -1;
@@ -368,10 +423,13 @@ static int unify(Elab *E, Frame *f, TypeExpr *t, Value *v, const char *what, Src
   }
   diag_error(E->c, loc, NULL, "%s must be %s, got %s", what, tn, v_describe(E, v));
   return -1;
+#undef what
+#undef tn
 }
 
 /* ---- statements ---------------------------------------------------------------------------- */
 static void exec_block(Elab *E, Ast *b);
+static const char *frame_path(Elab *E, Frame *f);
 
 static int count_work(Elab *E, SrcLoc loc) {
   /* Once the error limit is reached nothing more can be reported: stop, instead of
@@ -392,7 +450,7 @@ static void exec_let(Elab *E, Ast *s) {
   Frame *f = E->top;
   Value v = elab_expr(E, s->a);
   if (s->type && v.k != V_ERR)
-    unify(E, f, s->type, &v, arena_printf(&E->c->arena, "'%s'", s->names[0]), s->loc);
+    unify(E, f, s->type, &v, (What){0, s->names[0], NULL, 0}, s->loc);
   if (!s->is_tuple) {
     bind(E, f, s->names[0], v);
     return;
@@ -485,7 +543,8 @@ static void exec_param(Elab *E, Ast *s) {
     bind(E, f, s->name, v_err());
     return;
   }
-  const char *name = f->path[0] ? arena_printf(&E->c->arena, "%s.%s", f->path, s->name) : s->name;
+  const char *path = frame_path(E, f);
+  const char *name = path[0] ? arena_printf(&E->c->arena, "%s.%s", path, s->name) : s->name;
   int idx = program_param(E->p, name, fe_dtype(E, s->type->dtype), &sh, init, s->loc);
   bind(E, f, s->name, v_tensor(ir_param(E->g, E->p, idx, s->loc)));
 }
@@ -525,7 +584,7 @@ static void exec_for(Elab *E, Ast *s) {
     Binding *saved = f->env;
     bind(E, f, s->name, items ? items[i] : v_int(i));
     exec_block(E, s->body);
-    f->env = saved;
+    unbind_to(E, f, saved);
   }
 }
 
@@ -542,7 +601,7 @@ static void exec_if(Elab *E, Ast *s) {
   Binding *saved = E->top->env;
   if (c.i) exec_block(E, s->body);
   else if (s->els) exec_block(E, s->els);
-  if (!E->top->returned) E->top->env = saved;
+  if (!E->top->returned) unbind_to(E, E->top, saved);
 }
 
 static void exec_stmt(Elab *E, Ast *s) {
@@ -567,7 +626,7 @@ static void exec_block(Elab *E, Ast *b) {
     if (E->work > FE_MAX_WORK) return;
     exec_stmt(E, b->list[i]);
   }
-  if (!f->returned) f->env = saved;
+  if (!f->returned) unbind_to(E, f, saved);
 }
 
 /* ---- calls ---------------------------------------------------------------------------------- */
@@ -584,8 +643,8 @@ static const char *signature(Elab *E, Decl *d) {
 
 /* Matches positional and keyword arguments to d's parameters: slots[i] (V_NONE: absent). */
 static int bind_args(Elab *E, Decl *d, Value *args, const char **kw, int nargs, Value *slots,
-                     SrcLoc loc) {
-  for (int i = 0; i < d->nparams; i++) slots[i] = v_none();
+                     int *argidx, SrcLoc loc) {
+  for (int i = 0; i < d->nparams; i++) slots[i] = v_none(), argidx[i] = -1;
   int pos = 0;
   for (int i = 0; i < nargs; i++) {
     int k = -1;
@@ -610,6 +669,7 @@ static int bind_args(Elab *E, Decl *d, Value *args, const char **kw, int nargs, 
       return -1;
     }
     slots[k] = args[i];
+    argidx[k] = i;
   }
   return 0;
 }
@@ -620,12 +680,11 @@ static const char *call_chain(Elab *E, Decl *d) {
   return arena_printf(&E->c->arena, "call chain: %s", s);
 }
 
-static const char *scope_name(Elab *E, Frame *caller, const char *name) {
+/* How many earlier calls of `name` this execution of the caller's body made: the k of
+ * the scope suffix _k (0: no suffix). */
+static int scope_index(Elab *E, Frame *caller, const char *name) {
   for (int i = 0; i < caller->ncalls; i++)
-    if (!strcmp(caller->calls[i].name, name)) {
-      int k = caller->calls[i].count++;
-      return arena_printf(&E->c->arena, "%s_%d", name, k);
-    }
+    if (!strcmp(caller->calls[i].name, name)) return caller->calls[i].count++;
   if (caller->ncalls == caller->capcalls) {
     int cap = caller->capcalls ? 2 * caller->capcalls : 8;
     void *nc = arena_alloc(&E->c->arena, (size_t)cap * sizeof *caller->calls);
@@ -635,7 +694,16 @@ static const char *scope_name(Elab *E, Frame *caller, const char *name) {
   }
   caller->calls[caller->ncalls].name = name;
   caller->calls[caller->ncalls++].count = 1;
-  return name;
+  return 0;
+}
+
+/* The parameter path of frame f, built on first use ("" in an entry). */
+static const char *frame_path(Elab *E, Frame *f) {
+  if (f->path) return f->path;
+  const char *parent = f->parent ? frame_path(E, f->parent) : "";
+  const char *scope = f->scope_k ? arena_printf(&E->c->arena, "%s_%d", f->scope, f->scope_k) : f->scope;
+  f->path = parent[0] ? arena_printf(&E->c->arena, "%s.%s", parent, scope) : scope;
+  return f->path;
 }
 
 /* Runs the body of d in frame f (arguments bound) and checks the result type. */
@@ -660,10 +728,34 @@ static Value run_body(Elab *E, Frame *f, Decl *d, SrcLoc loc) {
                  d->ret->nelems);
       return v_err();
     }
-    if (unify(E, f, d->ret, &r, arena_printf(&E->c->arena, "the result of '%s'", d->name), rloc))
+    What what = {2, NULL, d->name, d->fnkind == FN_ENTRY ? 0 : loc.line};
+    if (unify(E, f, d->ret, &r, what, rloc))
       return v_err();
   }
   return r;
+}
+
+/* Binds parameter i of d in frame f: the argument or the default, checked against the
+ * declared type. 0 or -1 after a diagnostic. */
+static int bind_param(Elab *E, Frame *f, Decl *d, int i, Value *slots, const int *argidx,
+                      const SrcLoc *arglocs, SrcLoc loc) {
+  AParam *pa = &d->params[i];
+  Value v = slots[i];
+  if (argidx[i] >= 0 && arglocs) loc = arglocs[argidx[i]]; /* blame the argument */
+  if (v.k == V_NONE) {
+    if (!pa->def) {
+      diag_error(E->c, loc, signature(E, d), "missing argument '%s' in call to '%s'", pa->name,
+                 d->name);
+      return -1;
+    }
+    Frame *saved = E->top;
+    E->top = f;
+    v = elab_expr(E, pa->def);
+    E->top = saved;
+  }
+  if (unify(E, f, pa->type, &v, (What){1, pa->name, d->name, 0}, loc)) return -1;
+  bind(E, f, pa->name, v);
+  return 0;
 }
 
 static Value call_fn(Elab *E, Value callee, Value *args, const char **kw, int nargs,
@@ -684,8 +776,13 @@ static Value call_fn(Elab *E, Value callee, Value *args, const char **kw, int na
     diag_error(E->c, loc, NULL, "calls nested too deeply (more than %d)", FE_MAX_CALL_DEPTH);
     return v_err();
   }
-  Value *slots = arena_alloc(&E->c->arena, (size_t)(d->nparams ? d->nparams : 1) * sizeof *slots);
-  if (bind_args(E, d, args, kw, nargs, slots, loc)) return v_err();
+  Value slots_buf[16];
+  int argidx_buf[16];
+  char done_buf[16] = {0};
+  int small = d->nparams <= 16;
+  Value *slots = small ? slots_buf : arena_alloc(&E->c->arena, (size_t)d->nparams * sizeof *slots);
+  int *argidx = small ? argidx_buf : arena_alloc(&E->c->arena, (size_t)d->nparams * sizeof *argidx);
+  if (bind_args(E, d, args, kw, nargs, slots, argidx, loc)) return v_err();
   Frame f = {0};
   f.mod = callee.mod;
   f.fn = d;
@@ -694,31 +791,39 @@ static Value call_fn(Elab *E, Value callee, Value *args, const char **kw, int na
   if (d->fnkind == FN_MODEL) {
     f.path = d->name;
   } else {
-    const char *scope = label ? label : scope_name(E, E->top, d->name);
-    f.path = E->top->path[0] ? arena_printf(&E->c->arena, "%s.%s", E->top->path, scope) : scope;
+    f.scope = label ? label : d->name;
+    f.scope_k = label ? 0 : scope_index(E, E->top, d->name);
   }
-  /* non-tensor parameters first (they may size tensor parameters), then tensors */
-  for (int pass = 0; pass < 2; pass++)
+  /* Binding order: non-tensor arguments given by the caller (they may size tensor
+   * parameters), then tensor parameters (binding size variables), then defaulted
+   * non-tensor parameters (whose defaults may use those size variables). A tensor
+   * dimension naming a defaulted parameter binds that parameter first. */
+  const SrcLoc *arglocs = E->arglocs;
+  E->arglocs = NULL; /* defaults and nested calls have their own */
+  char *done = small ? done_buf : arena_alloc(&E->c->arena, (size_t)d->nparams);
+  for (int pass = 0; pass < 3; pass++)
     for (int i = 0; i < d->nparams; i++) {
-      AParam *pa = &d->params[i];
-      if ((pa->type->kind == TY_TENSOR) != pass) continue;
-      Value v = slots[i];
-      if (v.k == V_NONE) {
-        if (!pa->def) {
-          diag_error(E->c, loc, signature(E, d), "missing argument '%s' in call to '%s'",
-                     pa->name, d->name);
-          return v_err();
+      int is_tensor = d->params[i].type->kind == TY_TENSOR;
+      int want = pass == 1 ? is_tensor : !is_tensor && ((slots[i].k != V_NONE) == (pass == 0));
+      if (!want || done[i]) continue;
+      if (is_tensor)
+        for (int k = 0; k < d->params[i].type->rank; k++) {
+          Ast *dim = d->params[i].type->dims[k];
+          for (int j = 0; dim->kind == A_NAME && j < d->nparams; j++) {
+            if (done[j] || d->params[j].type->kind == TY_TENSOR) continue;
+            if (strcmp(d->params[j].name, dim->name)) continue;
+            if (bind_param(E, &f, d, j, slots, argidx, arglocs, loc)) return v_err();
+            done[j] = 1;
+          }
         }
-        Frame *saved = E->top;
-        E->top = &f;
-        v = elab_expr(E, pa->def);
-        E->top = saved;
-      }
-      const char *what = arena_printf(&E->c->arena, "argument '%s' of '%s'", pa->name, d->name);
-      if (unify(E, &f, pa->type, &v, what, loc)) return v_err();
-      bind(E, &f, pa->name, v);
+      if (bind_param(E, &f, d, i, slots, argidx, arglocs, loc)) return v_err();
+      done[i] = 1;
     }
-  return run_body(E, &f, d, loc);
+  int before = E->c->ndiags;
+  Value r = run_body(E, &f, d, loc);
+  unbind_to(E, &f, NULL);
+  if (E->c->ndiags > before) fe_dedupe_diags(E->c, 0);
+  return r;
 }
 
 static Value call_extern(Elab *E, Decl *d, Value *args, const char **kw, int nargs, SrcLoc loc) {
@@ -728,7 +833,8 @@ static Value call_extern(Elab *E, Decl *d, Value *args, const char **kw, int nar
     return v_err();
   }
   Value slots[3];
-  if (bind_args(E, d, args, kw, nargs, slots, loc)) return v_err();
+  int argidx[3];
+  if (bind_args(E, d, args, kw, nargs, slots, argidx, loc)) return v_err();
   Extern ex = {0};
   ex.name = d->name;
   ex.lib = d->lib[0] ? d->lib : NULL;

@@ -39,7 +39,9 @@ typedef struct Binding {
 typedef struct Frame {
   Module *mod;
   Decl *fn;
-  const char *path; /* parameter path prefix ("" in an entry) */
+  const char *path;  /* parameter path prefix ("" in an entry); NULL until first needed */
+  const char *scope; /* this call's scope name (callee name or `as` label) */
+  int scope_k;       /* suffix _k for the k-th repeated call of that name (0: none) */
   Binding *env;     /* locals, innermost first */
   struct { const char *name; int count; } *calls; /* calls per callee name, for _1, _2 */
   int ncalls, capcalls;
@@ -58,11 +60,16 @@ typedef struct {
   Frame *top;     /* innermost frame */
   int depth;      /* call depth */
   int64_t work;   /* statements executed + loop iterations: bounds unrolling */
+  Binding *free_bindings; /* recycled bindings (see unbind_to in elab.c) */
+  const SrcLoc *arglocs; /* locations of the arguments of the call being bound, or NULL */
 } Elab;
 
 #define FE_MAX_NODES 1000000
 #define FE_MAX_WORK 2000000
 #define FE_MAX_CALL_DEPTH 200
+
+/* Drops diagnostics identical (location and message) to an earlier one (frontend.c). */
+void fe_dedupe_diags(Ctx *c, int from);
 
 /* values */
 Value v_err(void);

@@ -73,6 +73,9 @@ static double fold_unary(Op op, double x) {
 }
 
 static Value b_unary(Elab *E, int op, Value *a, SrcLoc loc) {
+  if (a[0].k == V_INT && (op == OP_ABS || op == OP_SIGN || op == OP_FLOOR || op == OP_RELU ||
+                          op == OP_STOPGRAD))
+    return v_int((int64_t)fold_unary((Op)op, (double)a[0].i)); /* ints stay ints */
   if (v_is_num(&a[0])) return v_float(fold_unary((Op)op, v_num(&a[0])));
   if (need_tensor(E, a[0], op_name((Op)op), loc)) return v_err();
   return v_tensor(ir_unary(E->g, (Op)op, a[0].t, loc));
@@ -102,6 +105,12 @@ static Value b_where(Elab *E, int op, Value *a, SrcLoc loc) {
   }
   Value br[2] = {a[1], a[2]};
   ValId bt[2];
+  DType cdt = ir_node(E->g, a[0].t)->dtype;
+  if (a[1].k != V_TENSOR && a[2].k != V_TENSOR && dtype_is_float(cdt)) {
+    /* where(c, 1, 0): numbers take the condition's (float) dtype */
+    br[0] = v_tensor(elab_to_tensor(E, a[1], cdt, loc));
+    if (br[0].k == V_ERR) return br[0];
+  }
   if (elab_broadcast_n(E, br, bt, 2, "where", loc)) return v_err();
   /* the condition may have its own dtype: broadcast shapes only */
   t[0] = a[0].t;
@@ -115,6 +124,12 @@ static Value b_where(Elab *E, int op, Value *a, SrcLoc loc) {
 
 static Value b_clamp(Elab *E, int op, Value *a, SrcLoc loc) {
   ValId t[3];
+  if (v_is_num(&a[0]) && v_is_num(&a[1]) && v_is_num(&a[2])) {
+    double x = v_num(&a[0]), lo = v_num(&a[1]), hi = v_num(&a[2]);
+    double r = x < lo ? lo : x > hi ? hi : x;
+    int ints = a[0].k == V_INT && a[1].k == V_INT && a[2].k == V_INT;
+    return ints ? v_int((int64_t)r) : v_float(r);
+  }
   if (elab_broadcast_n(E, a, t, 3, "clamp", loc)) return v_err();
   return v_tensor(ir_binary(E->g, OP_MIN, ir_binary(E->g, OP_MAX, t[0], t[1], loc), t[2], loc));
 }
@@ -122,8 +137,38 @@ static Value b_clamp(Elab *E, int op, Value *a, SrcLoc loc) {
 /* ---- reductions ----------------------------------------------------------------------------- */
 enum { R_SUM, R_MEAN, R_MAX, R_MIN, R_LSE };
 
+/* max(3, 4), min([a, b, c]), sum([1, 2]): Python-style folding of compile-time numbers. */
+static int fold_reduce(Elab *E, int kind, Value *a, Value *out) {
+  Value two[2] = {a[0], a[1]};
+  Value *xs = two;
+  int n = 2;
+  if (a[0].k == V_LIST || a[0].k == V_TUPLE) {
+    if (a[1].k != V_NONE || a[2].k != V_NONE || a[0].n == 0) return 0;
+    xs = a[0].items;
+    n = a[0].n;
+  } else if (!v_is_num(&a[0]) || !v_is_num(&a[1]) || a[2].k != V_NONE ||
+             (kind != R_MAX && kind != R_MIN)) {
+    return 0;
+  }
+  int ints = 1;
+  double acc = kind == R_MAX ? -INFINITY : kind == R_MIN ? INFINITY : 0;
+  for (int i = 0; i < n; i++) {
+    if (!v_is_num(&xs[i])) return 0;
+    double x = v_num(&xs[i]);
+    ints &= xs[i].k == V_INT;
+    acc = kind == R_MAX ? (x > acc ? x : acc) : kind == R_MIN ? (x < acc ? x : acc) : acc + x;
+  }
+  if (kind == R_MEAN) acc /= n, ints = 0;
+  if (kind == R_LSE) return 0;
+  *out = ints ? v_int((int64_t)acc) : v_float(acc);
+  (void)E;
+  return 1;
+}
+
 static Value b_reduce(Elab *E, int kind, Value *a, SrcLoc loc) {
   static const char *const names[] = {"sum", "mean", "max", "min", "logsumexp"};
+  Value folded;
+  if (fold_reduce(E, kind, a, &folded)) return folded;
   if (need_tensor(E, a[0], names[kind], loc)) return v_err();
   Graph *g = E->g;
   ValId x = a[0].t;

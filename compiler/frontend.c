@@ -181,7 +181,7 @@ static void eval_consts(Elab *E, Module *m, int is_main) {
         v = v_err();
       }
     }
-    for (int k = 0; is_main && k < E->c->ndefines; k++)
+    for (int k = 0; is_main && v.k != V_ERR && k < E->c->ndefines; k++)
       if (!strcmp(E->c->defines[k].name, d->name)) {
         Value nv;
         if (!parse_define(E, d, E->c->defines[k].value, v, &nv)) v = nv;
@@ -251,6 +251,23 @@ static void check_duplicates(Ctx *c, Module *m) {
   }
 }
 
+/* A function body is expanded at every call, so one mistake in it would be reported once
+ * per call (per loop iteration, per entry). Keep the first of identical diagnostics. */
+void fe_dedupe_diags(Ctx *c, int from) {
+  int k = from;
+  for (int i = from; i < c->ndiags; i++) {
+    const Diag *d = &c->diags[i];
+    int dup = 0;
+    for (int j = 0; j < k && !dup; j++) {
+      const Diag *e = &c->diags[j];
+      dup = e->loc.file == d->loc.file && e->loc.line == d->loc.line && e->loc.col == d->loc.col &&
+            !strcmp(e->msg, d->msg);
+    }
+    if (!dup) c->diags[k++] = *d;
+  }
+  c->ndiags = k;
+}
+
 int fe_compile(Ctx *c, const char *path, Program *p) {
   Loader L = {0};
   L.c = c;
@@ -277,6 +294,7 @@ int fe_compile(Ctx *c, const char *path, Program *p) {
     if (d->kind != D_FN || d->fnkind != FN_ENTRY) continue;
     int before = c->ndiags;
     fe_elab_entry(&E, main, d);
+    fe_dedupe_diags(c, 0);
     char buf[512];
     if (c->ndiags == before && ir_verify(E.g, p, buf, sizeof buf))
       diag_error(c, d->loc, "this is a bug in gradc, not in your program",

@@ -23,8 +23,8 @@
  *   reverse: the gradient (ad_vjp) on up to 8 sampled elements and along a random
  *            direction, against central differences of L;
  *   forward: ad_jvp along the same random direction, against the same difference.
- * Prints a table of the worst relative error per input/parameter to `report` (may be
- * NULL). Returns 0 when every error is <= tol, 1 when any exceeds it, -1 after a
+ * stop_grad values are held fixed while differencing (see GcOptions). Prints a table of
+ * the worst relative error per input/parameter to `report` (may be NULL). Returns 0 when every error is <= tol, 1 when any exceeds it, -1 after a
  * diagnostic in c (no float output, an extern on the path...) or an interpreter error. */
 int gc_check_entry(Ctx *c, Program *p, Graph *g, uint64_t seed, double tol, FILE *report);
 
@@ -36,6 +36,11 @@ typedef struct {
    * uniformly from the range instead of N(0,1). */
   const double (*range)[2];
   int nrange;
+  /* 0 (default): the value of every stop_grad node is held at its base-point value while
+   * differencing, so the differences estimate the derivative gradc defines. 1: the
+   * differences see through stop_grad (every parameter used only under stop_grad then
+   * fails: a way to audit where gradients are stopped). */
+  int see_through_stop_grad;
 } GcOptions;
 int gc_check_entry_opts(Ctx *c, Program *p, Graph *g, const GcOptions *o, FILE *report);
 

@@ -22,8 +22,15 @@
 #include <llvm-c/Orc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lower.h"
+
+static double mono(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 #pragma weak gr_parallel_for
 
@@ -43,6 +50,7 @@ typedef struct {
   int64_t ws_bytes;
   ffi_cif cif;
   ffi_type **types;
+  void **av; /* libffi's argument pointers, prepared once: a call allocates nothing */
   int nargs;
 } JitEntry;
 
@@ -169,6 +177,7 @@ static int setup_entry(CgJit *j, int i) {
   en->wrapper = (GrEntryFn)w;
   en->nargs = en->g->ninputs + j->p->nparams + en->g->noutputs + 2;
   en->types = malloc((size_t)en->nargs * sizeof *en->types);
+  en->av = malloc((size_t)en->nargs * sizeof *en->av);
   for (int k = 0; k < en->nargs; k++) en->types[k] = &ffi_type_pointer;
   if (ffi_prep_cif(&en->cif, FFI_DEFAULT_ABI, (unsigned)en->nargs, &ffi_type_void, en->types) != FFI_OK) {
     diag_error(j->ctx, SRCLOC_NONE, NULL, "libffi cannot prepare a call with %d arguments", en->nargs);
@@ -186,6 +195,7 @@ CgJit *cg_jit_compile(Ctx *c, Program *p, const CgOptions *o) {
   CgJit *j = calloc(1, sizeof *j);
   j->ctx = c;
   j->p = p;
+  double t0 = mono();
   if (cg_plan(c, p, o, &j->plan)) {
     free(j);
     return NULL;
@@ -210,7 +220,9 @@ CgJit *cg_jit_compile(Ctx *c, Program *p, const CgOptions *o) {
   }
   LLVMDisposeMessage(vmsg);
 #endif
+  double t1 = mono();
   int rc = cg_run_passes(m, tm, o, err, sizeof err);
+  double t2 = mono();
   LLVMDisposeTargetMachine(tm);
   if (rc) diag_error(c, SRCLOC_NONE, NULL, "%s", err);
   if (rc || define_symbols(j, m)) {
@@ -234,6 +246,8 @@ CgJit *cg_jit_compile(Ctx *c, Program *p, const CgOptions *o) {
       cg_jit_free(j);
       return NULL;
     }
+  if (o->timings)
+    fprintf(stderr, "gradc: plan+lower %.3f s, IR passes %.3f s, machine code %.3f s\n", t1 - t0, t2 - t1, mono() - t2);
   return j;
 }
 
@@ -261,12 +275,11 @@ int cg_jit_call(CgJit *j, const char *entry, void **args, uint64_t seed, uint64_
   GrRunCtx rc = {seed, step, j->pool};
   const GrRunCtx *rcp = &rc;
   int n = e->nargs;
-  void *stackv[64], **av = n <= 64 ? stackv : malloc((size_t)n * sizeof *av);
+  void **av = e->av;
   for (int i = 0; i < n - 2; i++) av[i] = &args[i];
   av[n - 2] = &e->ws;
   av[n - 1] = &rcp;
   ffi_call(&e->cif, FFI_FN(e->flat), NULL, av);
-  if (av != stackv) free(av);
   return 0;
 }
 
@@ -325,6 +338,7 @@ void cg_jit_free(CgJit *j) {
   for (int i = 0; i < j->ne; i++) {
     gr_free(j->e[i].ws);
     free(j->e[i].types);
+    free(j->e[i].av);
   }
   free(j->e);
   if (j->jit) LLVMOrcDisposeLLJIT(j->jit);

@@ -42,6 +42,8 @@ typedef struct {
   LLVMBuilderRef b;
   LLVMTypeRef i1, i8, i32, i64, f32, f64, ptr, vd;
   const Program *p;
+  struct LowKernel *kernels; /* emitted kernel functions by structural key (reuse) */
+  int nkernels;
 } Low;
 
 LLVMTypeRef low_type(Low *L, DType t);

@@ -4,9 +4,9 @@
  * decides HOW: the arithmetic of each op in each dtype. Float arithmetic carries the
  * `contract` fast-math flag (so a*b+c becomes an FMA); only reduction accumulators also
  * get `reassoc` (so they vectorize; results then depend on the vector width, never on the
- * thread count). Transcendentals use LLVM intrinsics where LLVM has them (exp, log, sqrt,
- * sin, cos, pow, floor, fabs): with -vector-library=LIBMVEC-X86 the loop vectorizer maps
- * them to glibc's libmvec. The rest (tan, atan, tanh, log1p) are direct libm calls.
+ * thread count). sqrt, fabs and floor are LLVM intrinsics (single instructions); exp, log,
+ * sin, cos, pow, tan, atan, tanh, log1p are libm calls declared memory(none), which the
+ * loop vectorizer replaces by glibc's libmvec variants (-vector-library=LIBMVEC-X86).
  * The random draws replay runtime/philox.h instruction for instruction, without fast-math
  * flags, so generated code and the runtime agree bit for bit.
  */
@@ -47,14 +47,31 @@ static LLVMValueRef intrin(Low *L, const char *name, LLVMTypeRef t, LLVMValueRef
   return contract(LLVMBuildCall2(L->b, ft, f, args, (unsigned)n, ""));
 }
 
-static LLVMValueRef libm1(Low *L, const char *name64, DType t, LLVMValueRef x) {
+/* A libm function declared as clang does under -fno-math-errno (memory(none), nounwind,
+ * willreturn): only then may the loop vectorizer call libmvec's variant
+ * (-vector-library=LIBMVEC-X86 maps the libm names, not the llvm.* intrinsics). */
+static LLVMValueRef libm_fn(Low *L, const char *name, LLVMTypeRef ft) {
+  LLVMValueRef f = LLVMGetNamedFunction(L->m, name);
+  if (f) return f;
+  f = LLVMAddFunction(L->m, name, ft);
+  static const char *const attrs[] = {"nounwind", "willreturn", "nosync", "nofree", "memory"};
+  for (int i = 0; i < 5; i++) {
+    unsigned kind = LLVMGetEnumAttributeKindForName(attrs[i], strlen(attrs[i]));
+    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(L->cx, kind, 0));
+  }
+  return f;
+}
+
+/* NAME(x) or NAME(x, y) in dtype t: "exp" -> expf / exp. */
+static LLVMValueRef libm(Low *L, const char *name64, DType t, LLVMValueRef *x, int n) {
   char nm[32];
   snprintf(nm, sizeof nm, "%s%s", name64, t == DT_F32 ? "f" : "");
-  LLVMTypeRef ty = low_type(L, t);
-  LLVMValueRef f = low_func(L, nm, ty, &ty, 1);
-  LLVMTypeRef ft = LLVMFunctionType(ty, &ty, 1, 0);
-  return LLVMBuildCall2(L->b, ft, f, &x, 1, "");
+  LLVMTypeRef ty = low_type(L, t), at[2] = {ty, ty};
+  LLVMTypeRef ft = LLVMFunctionType(ty, at, (unsigned)n, 0);
+  return contract(LLVMBuildCall2(L->b, ft, libm_fn(L, nm, ft), x, (unsigned)n, ""));
 }
+
+static LLVMValueRef libm1(Low *L, const char *name64, DType t, LLVMValueRef x) { return libm(L, name64, t, &x, 1); }
 
 static LLVMValueRef fop(LLVMValueRef v) { return contract(v); }
 
@@ -63,7 +80,7 @@ static LLVMValueRef fop(LLVMValueRef v) { return contract(v); }
 static LLVMValueRef sigmoid(Low *L, DType t, LLVMValueRef x) {
   LLVMTypeRef ty = low_type(L, t);
   LLVMValueRef ax = intrin(L, "llvm.fabs", ty, &x, 1);
-  LLVMValueRef e = intrin(L, "llvm.exp", ty, (LLVMValueRef[]){fop(LLVMBuildFNeg(L->b, ax, ""))}, 1);
+  LLVMValueRef e = libm1(L, "exp", t, fop(LLVMBuildFNeg(L->b, ax, "")));
   LLVMValueRef d = fop(LLVMBuildFAdd(L->b, LLVMConstReal(ty, 1.0), e, ""));
   LLVMValueRef pos = LLVMBuildFCmp(L->b, LLVMRealOGE, x, LLVMConstReal(ty, 0.0), "");
   LLVMValueRef num = LLVMBuildSelect(L->b, pos, LLVMConstReal(ty, 1.0), e, "");
@@ -107,8 +124,8 @@ LLVMValueRef low_unary(Low *L, Op op, DType to, DType from, LLVMValueRef x) {
   LLVMBuilderRef b = L->b;
   switch (op) {
   case OP_NEG: return fop(LLVMBuildFNeg(b, x, ""));
-  case OP_EXP: return intrin(L, "llvm.exp", ty, &x, 1);
-  case OP_LOG: return intrin(L, "llvm.log", ty, &x, 1);
+  case OP_EXP: return libm1(L, "exp", to, x);
+  case OP_LOG: return libm1(L, "log", to, x);
   case OP_LOG1P: return libm1(L, "log1p", to, x);
   case OP_SQRT: return intrin(L, "llvm.sqrt", ty, &x, 1);
   case OP_RSQRT: return fop(LLVMBuildFDiv(b, one, intrin(L, "llvm.sqrt", ty, &x, 1), ""));
@@ -118,8 +135,8 @@ LLVMValueRef low_unary(Low *L, Op op, DType to, DType from, LLVMValueRef x) {
     return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, x, zero, ""), one, r, "");
   }
   case OP_FLOOR: return intrin(L, "llvm.floor", ty, &x, 1);
-  case OP_SIN: return intrin(L, "llvm.sin", ty, &x, 1);
-  case OP_COS: return intrin(L, "llvm.cos", ty, &x, 1);
+  case OP_SIN: return libm1(L, "sin", to, x);
+  case OP_COS: return libm1(L, "cos", to, x);
   case OP_TAN: return libm1(L, "tan", to, x);
   case OP_ATAN: return libm1(L, "atan", to, x);
   case OP_TANH: return libm1(L, "tanh", to, x);
@@ -128,7 +145,7 @@ LLVMValueRef low_unary(Low *L, Op op, DType to, DType from, LLVMValueRef x) {
   case OP_RELU: return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, x, zero, ""), x, zero, "");
   case OP_SOFTPLUS: { /* max(x, 0) + log1p(exp(-|x|)): no overflow */
     LLVMValueRef ax = intrin(L, "llvm.fabs", ty, &x, 1);
-    LLVMValueRef e = intrin(L, "llvm.exp", ty, (LLVMValueRef[]){fop(LLVMBuildFNeg(b, ax, ""))}, 1);
+    LLVMValueRef e = libm1(L, "exp", to, fop(LLVMBuildFNeg(b, ax, "")));
     LLVMValueRef mx = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, x, zero, ""), x, zero, "");
     return fop(LLVMBuildFAdd(b, mx, libm1(L, "log1p", to, e), ""));
   }
@@ -186,7 +203,7 @@ LLVMValueRef low_binary(Low *L, Op op, DType t, LLVMValueRef a, LLVMValueRef c) 
   case OP_SUB: return fop(LLVMBuildFSub(b, a, c, ""));
   case OP_MUL: return fop(LLVMBuildFMul(b, a, c, ""));
   case OP_DIV: return fop(LLVMBuildFDiv(b, a, c, ""));
-  case OP_POW: return intrin(L, "llvm.pow", ty, (LLVMValueRef[]){a, c}, 2);
+  case OP_POW: return libm(L, "pow", t, (LLVMValueRef[]){a, c}, 2);
   case OP_MAX:
   case OP_MIN: return fminmax(L, op == OP_MAX, a, c);
   case OP_SAFEMUL: {

@@ -16,7 +16,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <errno.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "autodiff.h"
+#include "ckpt.h"
+#include "codegen.h"
 #include "frontend.h"
+#include "gradcheck.h"
+#include "interp.h"
 
 #define GRADC_VERSION "0.1.0"
 
@@ -24,8 +33,17 @@ typedef struct {
   const char *files[64];
   int nfiles;
   const char *entry; /* --entry NAME */
-  const char *stage; /* --stage=ast|ir */
+  const char *stage; /* --stage=ast|ir|grad|opt|sched|llvm|asm */
   int help;
+  /* run, build, gradcheck */
+  const char *ins[64]; /* --in NAME=PATH.npy */
+  int nins;
+  const char *out;     /* run: --out DIR; build: -o PROG */
+  const char *params;  /* --params FILE.safetensors */
+  const char *cpu;     /* --cpu native|x86-64-v3 */
+  uint64_t seed;       /* --seed N */
+  double tol;          /* --tol T */
+  int interp, ema, time, opt_level; /* --interp, --ema, --time, -O0/-O2 */
 } Opts;
 
 typedef int (*CmdFn)(Ctx *c, Opts *o);
@@ -42,7 +60,8 @@ static const char common_opts[] =
     "  -I DIR            add DIR to the import search path (before the standard library)\n"
     "  -D NAME=VALUE     override the top-level constant NAME of the main file\n"
     "  --entry NAME      only this entry (dump, dot)\n"
-    "  --f64             elaborate every f32 as f64\n";
+    "  --f64             elaborate every f32 as f64\n"
+    "  --time            print the time each stage took (stderr)\n";
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 static const char *stdlib_dir(Ctx *c) {
@@ -112,6 +131,51 @@ static int parse_opts(Ctx *c, Opts *o, int argc, char **argv, int i) {
       else if (a[1] == 'D' && add_define(c, val)) return -1;
       else if (!strcmp(a, "--entry")) o->entry = val;
       else if (!strncmp(a, "--stage", 7)) o->stage = val;
+    } else if (!strcmp(a, "--interp")) {
+      o->interp = 1;
+    } else if (!strcmp(a, "--ema")) {
+      o->ema = 1;
+    } else if (!strcmp(a, "--time")) {
+      o->time = 1;
+    } else if (!strcmp(a, "-O0") || !strcmp(a, "-O2")) {
+      o->opt_level = a[2] - '0';
+    } else if (!strncmp(a, "--emit=", 7)) {
+      o->stage = a + 7;
+    } else if (!strcmp(a, "--in") || !strcmp(a, "--out") || !strcmp(a, "-o") ||
+               !strcmp(a, "--params") || !strcmp(a, "--cpu") || !strcmp(a, "--seed") ||
+               !strcmp(a, "--tol")) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "gradc: %s needs a value\n", a);
+        return -1;
+      }
+      val = argv[++i];
+      char *end = NULL;
+      if (!strcmp(a, "--in")) {
+        if (o->nins == 64 || !strchr(val, '=')) {
+          fprintf(stderr, "gradc: --in needs NAME=PATH.npy, got '%s'\n", val);
+          return -1;
+        }
+        o->ins[o->nins++] = val;
+      } else if (!strcmp(a, "--out") || !strcmp(a, "-o")) {
+        o->out = val;
+      } else if (!strcmp(a, "--params")) {
+        o->params = val;
+      } else if (!strcmp(a, "--cpu")) {
+        o->cpu = val;
+      } else if (!strcmp(a, "--seed")) {
+        errno = 0;
+        o->seed = strtoull(val, &end, 10);
+        if (errno || *end || val[0] == '-') {
+          fprintf(stderr, "gradc: --seed needs a non-negative integer, got '%s'\n", val);
+          return -1;
+        }
+      } else {
+        o->tol = strtod(val, &end);
+        if (*end || !(o->tol > 0)) {
+          fprintf(stderr, "gradc: --tol needs a positive number, got '%s'\n", val);
+          return -1;
+        }
+      }
     } else if (a[0] == '-' && a[1]) {
       fprintf(stderr, "gradc: unknown option '%s' (see gradc --help)\n", a);
       return -1;
@@ -141,7 +205,9 @@ static int need_one_file(Opts *o, const char *cmd) {
 static int compile_one(Ctx *c, Opts *o, Program *p) {
   program_init(p, c);
   int rc = fe_compile(c, o->files[0], p);
-  if (!rc && o->entry && !program_find_entry(p, o->entry)) {
+  size_t n = o->entry ? strlen(o->entry) : 0;
+  int derived = n > 5 && !strcmp(o->entry + n - 5, "_grad"); /* made later by pick_entry */
+  if (!rc && o->entry && !derived && !program_find_entry(p, o->entry)) {
     fprintf(stderr, "gradc: no entry named '%s' in %s\n", o->entry, o->files[0]);
     return -1;
   }
@@ -177,17 +243,91 @@ static int cmd_check(Ctx *c, Opts *o) {
   return bad;
 }
 
+/* ---- stage timing (--time) ------------------------------------------------------------------ */
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void stage_time(const Opts *o, const char *stage, double *t0) {
+  double t = now_s();
+  if (o->time) fprintf(stderr, "time: %-10s %8.1f ms\n", stage, 1e3 * (t - *t0));
+  *t0 = t;
+}
+
+/* The entry a command works on: --entry NAME, else the only entry, else `loss`. A name
+ * "X_grad" that the file does not define is derived from entry X (ad_grad_entry). */
+static Graph *pick_entry(Ctx *c, Opts *o, Program *p, const char *cmd) {
+  const char *name = o->entry;
+  if (!name) name = p->nentries == 1 ? p->entries[0]->name : "loss";
+  Graph *g = program_find_entry(p, name);
+  size_t n = strlen(name);
+  if (!g && n > 5 && !strcmp(name + n - 5, "_grad")) {
+    char base[256];
+    snprintf(base, sizeof base, "%.*s", (int)(n - 5), name);
+    Graph *b = program_find_entry(p, base);
+    if (b) g = ad_grad_entry(p, b);
+    if (g || ctx_failed(c)) return g;
+  }
+  if (!g) {
+    fprintf(stderr, "gradc %s: no entry '%s' in %s (entries:", cmd, name, o->files[0]);
+    for (int i = 0; i < p->nentries; i++) fprintf(stderr, " %s", p->entries[i]->name);
+    fprintf(stderr, "); choose one with --entry NAME\n");
+  }
+  return g;
+}
+
+/* Adds `loss_grad` (the training step) when the program has a `loss` entry. */
+static int add_training_entry(Ctx *c, Program *p) {
+  Graph *loss = program_find_entry(p, "loss");
+  if (!loss || program_find_entry(p, "loss_grad")) return 0;
+  return ad_grad_entry(p, loss) ? 0 : (ctx_failed(c) ? -1 : 0);
+}
+
+static int same_layout(const GrTensor *t, DType dt, const Shape *s) {
+  if (t->dtype != (int32_t)dt || t->rank != s->rank) return 0;
+  for (int i = 0; i < s->rank; i++)
+    if (t->dims[i] != s->dims[i]) return 0;
+  return 1;
+}
+
+static void layout_str(int32_t dt, int rank, const int64_t *dims, char *buf, size_t n) {
+  Shape s = {rank, {0}};
+  for (int i = 0; i < rank && i < IR_MAXRANK; i++) s.dims[i] = dims[i];
+  char sb[96];
+  snprintf(buf, n, "%s%s", dtype_name((DType)dt), shape_str(&s, sb, sizeof sb));
+}
+
 static int cmd_dump(Ctx *c, Opts *o) {
   if (need_one_file(o, "dump")) return 2;
   const char *stage = o->stage ? o->stage : "ir";
   if (!strcmp(stage, "ast")) return finish(c, fe_dump_ast(c, o->files[0], stdout) ? 1 : 0);
-  if (strcmp(stage, "ir")) {
-    fprintf(stderr, "gradc dump: unknown stage '%s' (ast, ir)\n", stage);
+  static const char *const stages[] = {"ast", "ir", "grad", "opt", "sched", "llvm", "asm"};
+  int known = 0;
+  for (int i = 0; i < 7; i++) known |= !strcmp(stage, stages[i]);
+  if (!known) {
+    const char *best = diag_closest(stage, stages, 7);
+    fprintf(stderr, "gradc dump: unknown stage '%s'%s%s%s (ast, ir, grad, opt, sched, llvm, asm)\n",
+            stage, best ? "; did you mean '" : "", best ? best : "", best ? "'?" : "");
     return 2;
   }
+  double t0 = now_s();
   Program p;
   int rc = compile_one(c, o, &p);
-  if (!rc) {
+  stage_time(o, "frontend", &t0);
+  if (!rc && strcmp(stage, "ir")) {
+    rc = add_training_entry(c, &p);
+    stage_time(o, "autodiff", &t0);
+  }
+  if (!rc && strcmp(stage, "ir") && strcmp(stage, "grad")) {
+    CgOptions co;
+    cg_options_default(&co);
+    co.opt_level = o->opt_level < 0 ? 2 : o->opt_level;
+    co.cpu = o->cpu;
+    cg_dump(c, &p, stage, &co, stdout);
+    stage_time(o, stage, &t0);
+  } else if (!rc) {
     for (int i = 0; i < p.nparams; i++) {
       char sb[96];
       printf("param %s: %s%s = %s(%g, %g)\n", p.params[i].name, dtype_name(p.params[i].dtype),
@@ -216,14 +356,239 @@ static int cmd_dot(Ctx *c, Opts *o) {
   return finish(c, rc ? 1 : 0);
 }
 
+/* Reads each --in NAME=PATH for the inputs of g. 0, or -1 after a message. */
+static int load_inputs(const Opts *o, const Graph *g, GrTensor *in) {
+  for (int i = 0; i < g->ninputs; i++) {
+    const GInput *gi = &g->inputs[i];
+    const char *path = NULL;
+    size_t n = strlen(gi->name);
+    for (int k = 0; k < o->nins; k++)
+      if (!strncmp(o->ins[k], gi->name, n) && o->ins[k][n] == '=') path = o->ins[k] + n + 1;
+    char want[128], got[128], err[512];
+    layout_str(gi->dtype, gi->shape.rank, gi->shape.dims, want, sizeof want);
+    if (!path) {
+      fprintf(stderr, "gradc run: entry '%s' needs input '%s' (%s): pass --in %s=FILE.npy\n",
+              g->name, gi->name, want, gi->name);
+      return -1;
+    }
+    if (gr_npy_read(path, &in[i], err, sizeof err)) {
+      fprintf(stderr, "gradc run: %s\n", err);
+      return -1;
+    }
+    if (!same_layout(&in[i], gi->dtype, &gi->shape)) {
+      layout_str(in[i].dtype, in[i].rank, in[i].dims, got, sizeof got);
+      fprintf(stderr, "gradc run: %s: input '%s' must be %s, the file holds %s\n", path,
+              gi->name, want, got);
+      return -1;
+    }
+  }
+  for (int k = 0; k < o->nins; k++) {
+    int found = 0;
+    for (int i = 0; i < g->ninputs; i++) {
+      size_t n = strlen(g->inputs[i].name);
+      found |= !strncmp(o->ins[k], g->inputs[i].name, n) && o->ins[k][n] == '=';
+    }
+    if (!found) {
+      fprintf(stderr, "gradc run: entry '%s' has no input named in '--in %s'\n", g->name, o->ins[k]);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Parameters from --params (a checkpoint: the weights, or with --ema their EMA) or
+ * initialized from --seed exactly as a training executable would. */
+static int load_params(const Opts *o, const Program *p, GrTensor *params) {
+  if (interp_init_params(p, o->seed, params)) {
+    fprintf(stderr, "gradc run: out of memory initializing parameters\n");
+    return -1;
+  }
+  if (!o->params) return 0;
+  GrStFile f;
+  char err[512];
+  if (gr_st_read(o->params, &f, err, sizeof err)) {
+    fprintf(stderr, "gradc run: %s\n", err);
+    return -1;
+  }
+  int rc = 0;
+  for (int i = 0; i < p->nparams && !rc; i++) {
+    const Param *pa = &p->params[i];
+    char name[512], want[128], got[128];
+    snprintf(name, sizeof name, "%s%s", o->ema ? "ema/" : "", pa->name);
+    const GrStTensor *t = gr_st_find(&f, name);
+    layout_str(pa->dtype, pa->shape.rank, pa->shape.dims, want, sizeof want);
+    if (!t) {
+      fprintf(stderr, "gradc run: %s has no tensor '%s' (a checkpoint of another graph?)\n",
+              o->params, name);
+      rc = -1;
+    } else if (t->dtype != (int32_t)pa->dtype || t->rank != pa->shape.rank ||
+               memcmp(t->dims, pa->shape.dims, (size_t)t->rank * sizeof *t->dims)) {
+      layout_str(t->dtype, t->rank, t->dims, got, sizeof got);
+      fprintf(stderr, "gradc run: %s: '%s' is %s, the program wants %s\n", o->params, name, got, want);
+      rc = -1;
+    } else {
+      memcpy(params[i].data, t->data, (size_t)shape_numel(&pa->shape) * dtype_size(pa->dtype));
+    }
+  }
+  gr_st_free(&f);
+  return rc;
+}
+
+/* "grad:net.l1.w" -> "grad_net.l1.w": output names become file names. */
+static void out_path(const char *dir, const char *name, char *buf, size_t n) {
+  int k = snprintf(buf, n, "%s/", dir);
+  for (const char *s = name; *s && k + 5 < (int)n; s++) buf[k++] = (*s == ':' || *s == '/') ? '_' : *s;
+  snprintf(buf + k, n - (size_t)k, ".npy");
+}
+
+static int make_dir(const char *dir) {
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s", dir);
+  for (char *s = tmp + 1; *s; s++)
+    if (*s == '/') {
+      *s = 0;
+      mkdir(tmp, 0777);
+      *s = '/';
+    }
+  if (mkdir(tmp, 0777) && errno != EEXIST) {
+    fprintf(stderr, "gradc run: cannot create '%s': %s\n", dir, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+static int cmd_run(Ctx *c, Opts *o) {
+  if (need_one_file(o, "run")) return 2;
+  if (!o->out) {
+    fprintf(stderr, "gradc run: --out DIR is required (see gradc help run)\n");
+    return 2;
+  }
+  double t0 = now_s();
+  Program p;
+  int rc = compile_one(c, o, &p);
+  stage_time(o, "frontend", &t0);
+  Graph *g = rc ? NULL : pick_entry(c, o, &p, "run");
+  GrTensor *in = NULL, *params = NULL, *outs = NULL;
+  CgJit *jit = NULL;
+  if (!g) goto done;
+  rc = -1;
+  in = calloc((size_t)g->ninputs + 1, sizeof *in);
+  params = calloc((size_t)p.nparams + 1, sizeof *params);
+  outs = calloc((size_t)g->noutputs + 1, sizeof *outs);
+  if (load_inputs(o, g, in) || load_params(o, &p, params)) goto done;
+  char err[1024] = "";
+  if (o->interp) {
+    rc = interp_run(g, &p, in, params, outs, o->seed, 0, err, sizeof err);
+  } else {
+    CgOptions co;
+    cg_options_default(&co);
+    co.opt_level = o->opt_level < 0 ? 0 : o->opt_level;
+    co.cpu = o->cpu;
+    jit = cg_jit_compile(c, &p, &co);
+    stage_time(o, "codegen", &t0);
+    rc = jit ? cg_jit_run(jit, g->name, in, params, outs, o->seed, 0, err, sizeof err) : -1;
+  }
+  stage_time(o, "run", &t0);
+  if (rc) {
+    if (err[0]) fprintf(stderr, "gradc run: %s\n", err);
+    goto done;
+  }
+  if (make_dir(o->out)) {
+    rc = -1;
+    goto done;
+  }
+  for (int i = 0; i < g->noutputs && !rc; i++) {
+    char path[4096];
+    out_path(o->out, g->outputs[i].name, path, sizeof path);
+    if (gr_npy_write(path, &outs[i], err, sizeof err)) {
+      fprintf(stderr, "gradc run: %s\n", err);
+      rc = -1;
+    }
+  }
+done:
+  for (int i = 0; g && in && i < g->ninputs; i++) gr_tensor_free(&in[i]);
+  for (int i = 0; params && i < p.nparams; i++) gr_tensor_free(&params[i]);
+  for (int i = 0; g && outs && i < g->noutputs; i++) gr_tensor_free(&outs[i]);
+  free(in);
+  free(params);
+  free(outs);
+  if (jit) cg_jit_free(jit);
+  program_free(&p);
+  return finish(c, rc ? 1 : 0);
+}
+
+/* The executable's name: -o PROG, else the file's base name without .grad. */
+static const char *exe_name(Ctx *c, const Opts *o) {
+  if (o->out) return o->out;
+  const char *base = strrchr(o->files[0], '/');
+  base = base ? base + 1 : o->files[0];
+  const char *dot = strrchr(base, '.');
+  return arena_printf(&c->arena, "%.*s", dot ? (int)(dot - base) : (int)strlen(base), base);
+}
+
+static int cmd_build(Ctx *c, Opts *o) {
+  if (need_one_file(o, "build")) return 2;
+  double t0 = now_s();
+  Program p;
+  int rc = compile_one(c, o, &p);
+  stage_time(o, "frontend", &t0);
+  if (!rc) rc = add_training_entry(c, &p);
+  stage_time(o, "autodiff", &t0);
+  if (!rc) {
+    CgOptions co;
+    cg_options_default(&co);
+    co.opt_level = o->opt_level < 0 ? 2 : o->opt_level;
+    co.cpu = o->cpu;
+    co.source_name = o->files[0];
+    rc = cg_build_executable(c, &p, &co, exe_name(c, o));
+    stage_time(o, "codegen", &t0);
+  }
+  program_free(&p);
+  return finish(c, rc ? 1 : 0);
+}
+
+static int cmd_gradcheck(Ctx *c, Opts *o) {
+  if (need_one_file(o, "gradcheck")) return 2;
+  c->promote_f64 = 1;
+  Program p;
+  int rc = compile_one(c, o, &p);
+  Graph *g = rc ? NULL : pick_entry(c, o, &p, "gradcheck");
+  if (g) rc = gc_check_entry(c, &p, g, o->seed, o->tol > 0 ? o->tol : GC_DEFAULT_TOL, stdout);
+  else rc = -1;
+  program_free(&p);
+  if (rc < 0) return finish(c, 1);
+  return rc ? 1 : 0;
+}
+
 static const Command commands[] = {
     {"check", cmd_check, "check .grad files: syntax, names, shapes, types",
      "usage: gradc check [options] FILE...\n"
      "Compiles each file up to the IR and prints every error; exit status 0 if all are fine.\n"},
     {"dump", cmd_dump, "print the syntax tree or the IR of a file",
-     "usage: gradc dump [--stage=ast|ir] [--entry NAME] [options] FILE\n"
-     "--stage=ast prints the parsed syntax tree; --stage=ir (default) the parameters and the\n"
-     "elaborated graph of every entry (or of --entry NAME).\n"},
+     "usage: gradc dump [--stage=ast|ir|grad|opt|sched|llvm|asm] [--emit=asm] [--entry NAME]\n"
+     "                  [-O0|-O2] [--time] [options] FILE\n"
+     "ast: the parsed syntax tree; ir (default): the parameters and the elaborated graph of\n"
+     "every entry (or of --entry NAME); grad: the same plus the derived loss_grad; opt: after\n"
+     "the graph passes; sched: kernels and the memory plan; llvm: the LLVM module after its\n"
+     "passes; asm (or --emit=asm): the machine code.\n"},
+    {"run", cmd_run, "evaluate an entry on .npy inputs (JIT; --interp: the interpreter)",
+     "usage: gradc run FILE [--entry NAME] --in NAME=PATH.npy ... --out DIR\n"
+     "                 [--params FILE.safetensors [--ema]] [--seed N] [--interp] [-O0|-O2]\n"
+     "Compiles FILE, evaluates the entry (default: the only one, else `loss`; NAME_grad\n"
+     "derives the gradient entry of NAME) and writes every output to DIR/<name>.npy\n"
+     "(':' in names becomes '_'). Parameters come from a checkpoint (--ema: its EMA) or are\n"
+     "initialized from --seed (default 0) as a training executable would. Random draws use\n"
+     "--seed at step 0. Runs the JIT at -O0 (fast compile) unless -O2 is given.\n"},
+    {"build", cmd_build, "compile FILE into a standalone training executable",
+     "usage: gradc build FILE [-o PROG] [-D NAME=VALUE]... [--cpu native|x86-64-v3] [-O0|-O2]\n"
+     "Derives the training entry loss_grad from `entry loss`, optimizes (-O2 by default),\n"
+     "emits an object file and links it with libgradrt into PROG (default: the file's base\n"
+     "name). Run `PROG --help` for train, sample, eval, gradcheck, data and info.\n"},
+    {"gradcheck", cmd_gradcheck, "check derivatives against finite differences (f64)",
+     "usage: gradc gradcheck FILE [--entry NAME] [--seed N] [--tol T]\n"
+     "Elaborates FILE in f64, draws random inputs and parameters, and compares reverse and\n"
+     "forward mode with finite differences per input and parameter. Prints the worst\n"
+     "relative error of each; exit status 1 when one exceeds T (default 1e-6).\n"},
     {"dot", cmd_dot, "write an entry's graph in Graphviz format",
      "usage: gradc dot [--entry NAME] [options] FILE > graph.dot\n"
      "Writes the first entry (or --entry NAME) as a Graphviz digraph on stdout.\n"},
@@ -272,6 +637,7 @@ int main(int argc, char **argv) {
   Ctx c;
   ctx_init(&c);
   Opts o = {0};
+  o.opt_level = -1;
   int rc;
   if (parse_opts(&c, &o, argc, argv, 2)) {
     rc = 2;

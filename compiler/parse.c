@@ -56,6 +56,17 @@ static Token *expect(Parser *P, const char *s) {
   return P->t++;
 }
 
+/* A closing bracket: the hint points back at the one it should close. */
+static void expect_close(Parser *P, const char *s, const Token *open) {
+  if (is(P->t, s)) {
+    P->t++;
+    return;
+  }
+  const char *hint = arena_printf(&P->c->arena, "to close the '%s' at line %d, column %d", open->s,
+                                  open->loc.line, open->loc.col);
+  fail_at(P, P->t->loc, hint, "expected '%s' but found %s", s, tok_desc(P, P->t));
+}
+
 static const char *expect_name(Parser *P, const char *what) {
   if (P->t->kind != TK_IDENT)
     fail_at(P, P->t->loc, P->t->kind == TK_KEYWORD ? "keywords cannot be used as names" : NULL,
@@ -110,7 +121,7 @@ static TypeExpr *type(Parser *P);
 
 /* ---- expressions ------------------------------------------------------------------------- */
 /* args = [ arg { "," arg } ] ; arg = [ NAME "=" ] expr */
-static void args(Parser *P, Ast *call) {
+static void args(Parser *P, Ast *call, const Token *open) {
   PList vals = {.arena = &P->c->arena}, names = {.arena = &P->c->arena};
   while (!is(P->t, ")")) {
     const char *kw = NULL;
@@ -125,7 +136,7 @@ static void args(Parser *P, Ast *call) {
   call->n = vals.n;
   call->list = plist_done(P, &vals);
   call->names = plist_done(P, &names);
-  expect(P, ")");
+  expect_close(P, ")", open);
 }
 
 /* index = expr | [ expr ] ":" [ expr ] */
@@ -181,7 +192,7 @@ static Ast *primary(Parser *P) {
       if (!accept(P, ",")) break;
       trailing_comma = 1;
     }
-    expect(P, paren ? ")" : "]");
+    expect_close(P, paren ? ")" : "]", t);
     P->depth--;
     if (paren && l.n == 1 && !trailing_comma) {
       return l.v[0];
@@ -206,7 +217,7 @@ static Ast *postfix(Parser *P) {
       c->a = a;
       c->loc = a->kind == A_NAME || a->kind == A_MEMBER ? a->loc : t->loc;
       enter(P);
-      args(P, c);
+      args(P, c, t);
       P->depth--;
       if (accept(P, "as")) c->name = expect_name(P, "a call label after 'as'");
       a = c;
@@ -217,7 +228,7 @@ static Ast *postfix(Parser *P) {
       PList l = {.arena = &P->c->arena};
       do plist_push(&l, index_item(P));
       while (accept(P, ","));
-      expect(P, "]");
+      expect_close(P, "]", t);
       P->depth--;
       x->n = l.n;
       x->list = plist_done(P, &l);
@@ -482,7 +493,7 @@ static Ast *if_stmt(Parser *P, SrcLoc loc) {
 }
 
 /* stmt = "let" ... | NAME "=" expr | "param" NAME ":" ttype "=" expr
- *      | "return" expr { "," expr } | "for" ... | "if" ... | expr */
+ *      | "return" expr { "," expr } | "for" ... | "if" ... | expr (a call) */
 static Ast *stmt(Parser *P) {
   Token *t = P->t;
   Ast *s;
@@ -522,6 +533,11 @@ static Ast *stmt(Parser *P) {
     s->a = expr(P);
     if (is(P->t, "=")) fail_at(P, P->t->loc, "only names can be assigned: NAME = expr",
                                "cannot assign to this expression");
+    if (s->a->kind != A_CALL)
+      fail_at(P, t->loc,
+              t->kind == TK_PUNCT ? "to continue the previous line, end it with the operator"
+                                  : "bind it with let, or return it",
+              "this expression is computed and then dropped");
   }
   end_stmt(P);
   return s;

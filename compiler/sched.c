@@ -10,9 +10,12 @@
  *   - it is an operand of a matrix product (BLAS needs memory; a transpose of the last
  *     two axes of a materialized node is folded into the ta/tb flags instead),
  *   - it is an entry output,
- *   - it is used more than once and is not cheap (constants, iota, pure index moves of a
- *     materialized or cheap node are cheap), or it feeds a broadcast that enlarges it
- *     (else it would be recomputed once per broadcast copy).
+ *   - it is used more than once and is not cheap, or it feeds a broadcast that enlarges
+ *     it and is not free (else it would be recomputed once per broadcast copy). The cost
+ *     of recomputing a node is the arithmetic of its fused subtree (index moves and
+ *     constants 0, add/mul/compare 1, div/sqrt 4, transcendentals 20); up to
+ *     RECOMPUTE_MAX it is cheaper to recompute in every consumer than to write and
+ *     re-read a buffer (z = x @ w + b feeding both sigmoid(z) and z * sigmoid(z)).
  * A reshape or stop_grad of a materialized node is a view: same bytes, no kernel.
  * Every other node is fused. Each materialized node gets one kernel, emitted in node
  * (topological) order, so the order is fixed and deterministic.
@@ -42,8 +45,27 @@ static int swaps_last_two(const Node *n) {
 typedef struct {
   char *need;        /* must own storage (or be a view) */
   char *feeds_expand;/* consumed by a broadcast that enlarges it */
-  char *cheap;
+  int *cost;         /* arithmetic to recompute it (its fused subtree) */
 } Marks;
+
+#define RECOMPUTE_MAX 2
+
+static int op_cost(Op op) {
+  switch (op) {
+  case OP_CONST: case OP_IOTA: case OP_INPUT: case OP_PARAM: case OP_STOPGRAD:
+  case OP_BROADCAST: case OP_RESHAPE: case OP_TRANSPOSE: case OP_SLICE:
+    return 0;
+  case OP_NEG: case OP_ADD: case OP_SUB: case OP_MUL: case OP_MAX: case OP_MIN: case OP_ABS:
+  case OP_RELU: case OP_SIGN: case OP_FLOOR: case OP_CAST: case OP_WHERE: case OP_SAFEMUL:
+  case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_EQ: case OP_NE: case OP_PAD:
+  case OP_CONCAT: case OP_GATHER:
+    return 1;
+  case OP_DIV: case OP_SQRT: case OP_RSQRT:
+    return 4;
+  default:
+    return 20;
+  }
+}
 
 static void mark_needs(Sched *s, Marks *m) {
   const Graph *g = s->g;
@@ -81,12 +103,11 @@ static void decide_storage(Sched *s, Marks *m) {
       s->store[v] = s->store[n->in[0]]; /* a view */
       continue;
     }
-    int cheap = n->op == OP_CONST || n->op == OP_IOTA;
-    if (n->op == OP_BROADCAST || n->op == OP_RESHAPE || n->op == OP_TRANSPOSE ||
-        n->op == OP_SLICE || n->op == OP_STOPGRAD)
-      cheap = s->store[n->in[0]] != IR_ERR || m->cheap[n->in[0]];
-    m->cheap[v] = (char)cheap;
-    if (m->need[v] || (!cheap && (s->nuses[v] > 1 || m->feeds_expand[v]))) {
+    int cost = op_cost(n->op);
+    for (int k = 0; k < ir_nin(n); k++)
+      if (s->store[n->in[k]] == IR_ERR) cost += m->cost[n->in[k]];
+    m->cost[v] = cost > 1000 ? 1000 : cost;
+    if (m->need[v] || (s->nuses[v] > 1 && cost > RECOMPUTE_MAX) || (m->feeds_expand[v] && cost > 0)) {
       s->store[v] = v;
       s->buf[v] = (Buf){BUF_WS, 0, 0, shape_numel(&n->shape) * (int64_t)dtype_size(n->dtype)};
     }
@@ -167,6 +188,7 @@ static void build_kernel(Sched *s, ValId v, char *seen) {
     int r = n->shape.rank;
     int64_t kk = s->g->nodes[n->in[0]].shape.dims[n->attr.mm.ta ? r - 2 : r - 1];
     s->flops += 2 * shape_numel(&n->shape) * kk;
+    s->mm_flops += 2 * shape_numel(&n->shape) * kk;
     return;
   }
   for (int i = 0; i < ir_nin(n); i++) collect_reads(s, k, n->in[i], seen);
@@ -186,11 +208,10 @@ static void assign_outputs(Sched *s, char *seen) {
   for (int j = 0; j < g->noutputs; j++) {
     ValId v = g->outputs[j].val;
     const Node *n = &g->nodes[v];
-    int direct = s->store[v] == v && n->op != OP_INPUT && n->op != OP_PARAM &&
-                 s->buf[v].kind == BUF_WS;
-    if (direct) {
-      s->buf[v].kind = BUF_OUTPUT;
-      s->buf[v].index = j;
+    ValId st = s->store[v]; /* v itself, or the node v is a view of */
+    if (st != IR_ERR && s->buf[st].kind == BUF_WS) {
+      s->buf[st].kind = BUF_OUTPUT;
+      s->buf[st].index = j;
       continue;
     }
     Kernel *k = new_kernel(s, KN_LOOP, v);
@@ -290,7 +311,7 @@ Sched *sched_build(const Graph *g, const Program *p) {
   s->store = calloc((size_t)n, sizeof *s->store);
   s->buf = calloc((size_t)n, sizeof *s->buf);
   s->nuses = calloc((size_t)n, sizeof *s->nuses);
-  Marks m = {calloc((size_t)n, 1), calloc((size_t)n, 1), calloc((size_t)n, 1)};
+  Marks m = {calloc((size_t)n, 1), calloc((size_t)n, 1), calloc((size_t)n, sizeof(int))};
   mark_needs(s, &m);
   decide_storage(s, &m);
   char *seen = calloc((size_t)n, 1);
@@ -303,7 +324,7 @@ Sched *sched_build(const Graph *g, const Program *p) {
   free(seen);
   free(m.need);
   free(m.feeds_expand);
-  free(m.cheap);
+  free(m.cost);
   return s;
 }
 
@@ -330,8 +351,8 @@ static void print_buf(const Buf *b, FILE *out) {
 
 void sched_print(const Sched *s, FILE *out) {
   static const char *const kinds[] = {"loop", "reduce", "gemm", "scatter"};
-  fprintf(out, "schedule %s: %d kernels, workspace %lld bytes, %lld flops/call\n", s->g->name,
-          s->nk, (long long)s->ws_bytes, (long long)s->flops);
+  fprintf(out, "schedule %s: %d kernels, workspace %lld bytes, %lld flops/call (%lld in matrix products)\n",
+          s->g->name, s->nk, (long long)s->ws_bytes, (long long)s->flops, (long long)s->mm_flops);
   for (int i = 0; i < s->nk; i++) {
     const Kernel *k = &s->k[i];
     const Node *n = &s->g->nodes[k->root];

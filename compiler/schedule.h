@@ -50,7 +50,8 @@ typedef struct {
   Kernel *k;
   int nk;
   int64_t ws_bytes; /* the plan's peak */
-  int64_t flops;
+  int64_t flops;    /* per call: matrix products + one per fused elementwise node and element */
+  int64_t mm_flops; /* the matrix products' share */
 } Sched;
 
 /* Builds the schedule of g (already optimized). Never fails on a verified graph. */

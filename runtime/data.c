@@ -368,8 +368,10 @@ int gr_data_open(GrData *d, const char *src, uint64_t seed, int eval, char *err,
       d->has_labels = 1;
       return 0;
     }
-  if (strcmp(src, "fashion-mnist") == 0) r = fmnist_open(d, eval, err, nerr);
-  else if (strcmp(src, "fashion-mnist-test") == 0) r = fmnist_open(d, 1, err, nerr);
+  if (strcmp(src, "fashion-mnist") == 0 || strcmp(src, "fashion_mnist") == 0)
+    r = fmnist_open(d, eval, err, nerr);
+  else if (strcmp(src, "fashion-mnist-test") == 0 || strcmp(src, "fashion_mnist_test") == 0)
+    r = fmnist_open(d, 1, err, nerr);
   else if (ends_with(src, ".npy")) r = npy_open(d, src, err, nerr);
   else if (strstr(src, "idx") || ends_with(src, ".gz")) r = idx_path_open(d, src, err, nerr);
   else

@@ -114,6 +114,7 @@ static const OptDef opt_defs[] = {
     {"-n", OPT_INT, O(n), NULL, ""},
     {"--out", OPT_STR, O(out), NULL, ""},
     {"--png", OPT_STR, O(png), NULL, ""},
+    {"--labels", OPT_STR, O(labels), NULL, "data"},
     {"--no-ema", OPT_FLAG, O(no_ema), NULL, ""},
     {"--restart", OPT_FLAG, O(restart), NULL, ""},
     {"--sampler", OPT_STR, O(sampler), NULL, ""},
@@ -133,7 +134,7 @@ static const OptDef opt_defs[] = {
     "             [--no-ema] [--restart] [--sampler imm|uniform]\n" \
     "  eval       --ckpt FILE [--steps 1,2,4] [-n N] [--json] [--eval-data SRC] [--no-ema]\n" \
     "  gradcheck  [--ckpt FILE] [-n COORDS] [--tol X] [--seed S]\n" \
-    "  data       -n N --out FILE.npy [--seed S] [--data SRC]\n" \
+    "  data       -n N --out FILE.npy [--labels FILE.npy] [--seed S] [--data SRC]\n" \
     "  info\n" \
     "Defaults come from the program's constants (see `%s info` and docs/runtime.md).\n" \
     "Batch size and shapes are fixed at compile time.\n"
@@ -211,8 +212,8 @@ static int parse_args(GrOpts *o, int argc, char **argv) {
     for (size_t k = 0; k < sizeof opt_defs / sizeof *opt_defs; k++)
       if (strcmp(opt_defs[k].name, name) == 0) d = &opt_defs[k];
     if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
-      usage(stdout, argv[0]);
-      return 2;
+      o->help = 1;
+      continue;
     }
     if (!d) {
       if (name[0] == '-' && compile_time_flag(o->m, name)) return 1;
@@ -428,8 +429,12 @@ static int save_ckpt(const GrState *s, const GrOpts *o, char *err, size_t nerr) 
       nt++;
     }
   }
-  char step[32], seed[32], ema[32], rng[96];
+  char step[32], seed[32], ema[32], rng[96], lr[32], total[32], warm[32], clip[32];
   snprintf(step, sizeof step, "%lld", (long long)s->step);
+  snprintf(lr, sizeof lr, "%.17g", o->lr);
+  snprintf(total, sizeof total, "%lld", (long long)o->steps);
+  snprintf(warm, sizeof warm, "%lld", (long long)o->warmup);
+  snprintf(clip, sizeof clip, "%.17g", o->clip);
   snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
   snprintf(ema, sizeof ema, "%.17g", o->ema);
   snprintf(rng, sizeof rng, "philox4x32-10 seed=%llu next_step=%lld", (unsigned long long)o->seed, (long long)s->step);
@@ -438,7 +443,9 @@ static int save_ckpt(const GrState *s, const GrOpts *o, char *err, size_t nerr) 
                      {"graph_hash", m->graph_hash ? m->graph_hash : ""},
                      {"source", m->source_name ? m->source_name : ""},
                      {"optimizer", gr_opt_name(o->opt)}, {"ema_decay", ema},
-                     {"data", o->data}, {"rng", rng}};
+                     {"data", o->data}, {"rng", rng},
+                     {"lr", lr}, {"schedule", gr_sched_name(o->sched)}, {"steps_total", total},
+                     {"warmup", warm}, {"clip", clip}};
   int r = gr_st_write(o->ckpt, t, nt, meta, (int)(sizeof meta / sizeof *meta), err, nerr);
   free(t), free(names);
   return r;
@@ -515,15 +522,15 @@ static int train_step(GrState *s, GrOpts *o, TrainIO *io, GrData *d, const GrRun
   }
   void *in[2] = {io->x, io->labels};
   gr_call_entry(io->e, s->m, in, (void *const *)s->w, io->outs, io->ws, &rc);
-  *grad_norm = gr_grad_norm(s->g, s->numel, s->np);
+  *grad_norm = gr_grad_norm(&rc, s->g, s->numel, s->np);
   if (!isfinite(*io->loss) || !isfinite(*grad_norm)) return 1;
-  gr_clip_scale(s->g, s->numel, s->np, *grad_norm, o->clip);
+  gr_clip_scale(&rc, s->g, s->numel, s->np, *grad_norm, o->clip);
   GrSchedule sch = {o->sched, o->lr, o->lr_min, o->warmup, o->steps};
   *lr = gr_sched_lr(&sch, s->step);
   GrOptConfig oc = {o->opt, o->beta1, o->beta2, o->adam_eps, o->weight_decay, o->momentum};
   for (int i = 0; i < s->np; i++) {
-    gr_opt_step(&oc, s->w[i], s->g[i], s->s0[i], s->s1[i], s->numel[i], s->step + 1, *lr);
-    if (o->ema > 0) gr_ema_update(s->ema[i], s->w[i], s->numel[i], o->ema);
+    gr_opt_step(&rc, &oc, s->w[i], s->g[i], s->s0[i], s->s1[i], s->numel[i], s->step + 1, *lr);
+    if (o->ema > 0) gr_ema_update(&rc, s->ema[i], s->w[i], s->numel[i], o->ema);
     else memcpy(s->ema[i], s->w[i], (size_t)s->numel[i] * 4);
   }
   s->step++;
@@ -649,23 +656,32 @@ static int cmd_train(GrOpts *o) {
 }
 
 /* ---- data and info ------------------------------------------------------------------------- */
+/* `data -n N --out X.npy [--labels Y.npy]`: rows [0, N) of the training stream (f32
+ * [N, row]) and, with --labels, their labels (i32 [N]). */
 static int cmd_data(GrOpts *o) {
   char err[1024];
   if (o->n <= 0) return fail("data: -n N (N > 0) is required");
   if (!o->out) return fail("data: --out FILE.npy is required");
   GrData d;
   if (open_data(o, o->data, 0, &d)) return 1;
-  GrTensor t = {GR_F32, 2, {o->n, d.row_elems}, NULL};
+  if (o->labels && !d.has_labels) {
+    gr_data_close(&d);
+    return fail("data '%s' has no labels", o->data);
+  }
+  GrTensor t = {GR_F32, 2, {o->n, d.row_elems}, NULL}, l = {GR_I32, 1, {o->n}, NULL};
   t.data = gr_alloc((size_t)(o->n * d.row_elems) * 4);
+  l.data = gr_alloc((size_t)o->n * 4);
   int r = 1;
-  if (!t.data) fail("out of memory");
-  else if (gr_data_rows(&d, 0, o->n, t.data, NULL, err, sizeof err)) fail("%s", err);
+  if (!t.data || !l.data) fail("out of memory");
+  else if (gr_data_rows(&d, 0, o->n, t.data, l.data, err, sizeof err)) fail("%s", err);
   else if (gr_npy_write(o->out, &t, err, sizeof err)) fail("%s", err);
+  else if (o->labels && gr_npy_write(o->labels, &l, err, sizeof err)) fail("%s", err);
   else {
     r = 0;
     if (!o->quiet) printf("wrote %lld rows of '%s' to %s\n", (long long)o->n, o->data, o->out);
   }
   gr_free(t.data);
+  gr_free(l.data);
   gr_data_close(&d);
   return r;
 }
@@ -682,11 +698,16 @@ static int cmd_info(GrOpts *o) {
   int64_t total = 0;
   printf("program     %s\ngraph hash  %s\nabi         %d\n", m->source_name ? m->source_name : "?",
          m->graph_hash ? m->graph_hash : "?", m->abi_version);
+  int width = 8;
+  for (int i = 0; i < m->nparams; i++) {
+    int len = (int)strlen(m->params[i].name);
+    if (len > width) width = len;
+  }
   printf("\nparameters (%d):\n", m->nparams);
   for (int i = 0; i < m->nparams; i++) {
     int64_t n = gr_numel(&m->params[i]);
     total += n;
-    printf("  %-40s ", m->params[i].name);
+    printf("  %-*s ", width, m->params[i].name);
     print_shape(&m->params[i]);
     printf("  %lld\n", (long long)n);
   }
@@ -712,6 +733,21 @@ static int cmd_info(GrOpts *o) {
   return 0;
 }
 
+/* `prog CMD --help`: the settings this program would run with (constants + flags). */
+static void print_config(const GrOpts *o) {
+  printf("\nsettings for %s (program constants, then flags):\n", o->m->source_name ? o->m->source_name : "this program");
+  printf("  data %s  optimizer %s  lr %g  schedule %s  warmup %lld  lr_min %g\n", o->data,
+         gr_opt_name(o->opt), o->lr, gr_sched_name(o->sched), (long long)o->warmup, o->lr_min);
+  printf("  beta1 %g  beta2 %g  weight_decay %g  momentum %g  clip %g  ema %g\n", o->beta1, o->beta2,
+         o->weight_decay, o->momentum, o->clip, o->ema);
+  printf("  steps %lld  ckpt_every %lld  ckpt %s  seed %llu  threads %d\n", (long long)o->steps,
+         (long long)o->ckpt_every, o->ckpt, (unsigned long long)o->seed, o->threads);
+  printf("  sampler %s  sigma_d %g  T %g  eps %g\n", o->sampler, o->sigma_d, o->T, o->eps);
+  const GrEntryInfo *e = gr_find_entry(o->m, "loss_grad");
+  if (e && e->ninputs > 0 && e->inputs[0].rank > 0)
+    printf("  batch size B = %lld (fixed at compile time)\n", (long long)e->inputs[0].dims[0]);
+}
+
 int gr_main(const GrModuleInfo *m, int argc, char **argv) {
   const char *prog = argc > 0 && argv[0] ? argv[0] : "prog";
   if (!m || m->abi_version != GR_ABI_VERSION) return fail("runtime ABI mismatch (program %d, runtime %d): rebuild", m ? m->abi_version : -1, GR_ABI_VERSION);
@@ -731,9 +767,14 @@ int gr_main(const GrModuleInfo *m, int argc, char **argv) {
   GrOpts o;
   defaults(&o, m);
   o.cmd = cmds[which];
+  o.prog = prog;
   int r = parse_args(&o, argc, argv);
-  if (r == 2) return 0;
   if (r || finish_opts(&o)) return r ? r : 1;
+  if (o.help) {
+    usage(stdout, prog);
+    print_config(&o);
+    return 0;
+  }
   switch (which) {
   case 0: return cmd_train(&o);
   case 1: return gr_cmd_sample(&o);

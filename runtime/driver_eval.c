@@ -9,13 +9,15 @@
  *   "uniform"  K equal steps in t (flow matching with Euler)
  * With --restart each step jumps to eps and the result is re-noised to the next time
  * with the OT-FM interpolant gr_interp_ot (rt.h): x_t = (1 - t) x + t sigma_d n.
- * N samples are produced in chunks of Ns (the last one padded); every noise value is
- * Philox(seed, stage, stream, sample row * D + k), so the samples do not depend on Ns.
+ * N samples are produced in chunks of Ns (the last one padded); every noise value the
+ * driver draws is Philox(seed, stage, stream, sample row * D + k), so the samples do not
+ * depend on Ns (random draws inside the entry get RunCtx.step = chunk * K + stage).
  *
  * Evaluation samples N points per step count and compares them with N held-out rows
  * (metrics.c): energy distance, MMD^2 with RBF bandwidths {0.1, 0.5, 1, 2} x the median
  * pairwise distance of the held-out rows, and sliced W2^2 over 128 directions. A "data"
- * row compares N training rows with the held-out rows: the noise floor of the table.
+ * row compares N training rows with the held-out rows: the noise floor of the table. For
+ * rows of at most 64 values the Frechet distance of Gaussian fits is printed too.
  *
  * Gradient check: central differences (L(p + h e) - L(p - h e)) / 2h against loss_grad at
  * a few random coordinates, with the batch, seed and step fixed so the loss is a
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rt.h"
 
@@ -114,7 +117,8 @@ static int run_sampler(const GrOpts *o, const Sampler *sp, float *const *w, int6
         }
       double to = o->restart ? o->eps : t[st + 1];
       for (int64_t i = 0; i < ns; i++) tt[i] = (float)t[st], ss[i] = (float)to;
-      GrRunCtx rc = {o->seed, (uint64_t)st, pool};
+      /* draws inside the entry: a fresh counter step per (chunk, stage) */
+      GrRunCtx rc = {o->seed, (uint64_t)(c0 / ns * k + st), pool};
       void *in[3] = {x, tt, ss}, *outs[1] = {y};
       void **many = NULL;
       if (sp->e->noutputs > 1) { /* extra outputs: give them scratch */
@@ -140,6 +144,9 @@ static int load_weights(GrOpts *o, GrState *s) {
   char err[1024];
   if (gr_state_alloc(s, o->m)) return efail("cannot allocate the parameters");
   uint64_t seed;
+  if (access(o->ckpt, F_OK) != 0)
+    return efail("no checkpoint %s (train first: %s train --ckpt %s, or pass --ckpt FILE)", o->ckpt,
+                 o->prog, o->ckpt);
   if (gr_state_load(s, o, o->ckpt, 0, &seed, err, sizeof err)) return efail("%s", err);
   return 0;
 }
@@ -205,10 +212,28 @@ int gr_cmd_sample(GrOpts *o) {
 /* ---- eval -------------------------------------------------------------------------------- */
 typedef struct {
   char label[16];
-  double energy, mmd[4], sw2;
+  double energy, mmd[4], sw2, fd; /* fd: NAN when not computed (d > 64) */
 } EvalRow;
 
 static const double mmd_scale[4] = {0.1, 0.5, 1, 2};
+
+/* Frechet distance between Gaussian fits of x and y (raw space), for d <= 64 where the
+ * covariance eigen-solves are cheap; NAN otherwise. */
+static double frechet_of(const float *x, const float *y, int64_t n, int64_t d) {
+  if (d > 64 || n < 2) return NAN;
+  size_t dd = (size_t)(d * d);
+  double *m1 = malloc((size_t)d * sizeof *m1), *m2 = malloc((size_t)d * sizeof *m2);
+  double *c1 = malloc(dd * sizeof *c1), *c2 = malloc(dd * sizeof *c2);
+  double r = NAN;
+  if (m1 && m2 && c1 && c2) {
+    gr_mean_cov(x, n, (int)d, m1, c1);
+    gr_mean_cov(y, n, (int)d, m2, c2);
+    r = gr_frechet(m1, c1, m2, c2, (int)d);
+    if (r < 0 && r > -1e-9) r = 0;
+  }
+  free(m1), free(m2), free(c1), free(c2);
+  return r;
+}
 
 static int eval_metrics(const float *x, const float *y, int64_t n, int64_t d, double med,
                         uint64_t seed, EvalRow *r, GrPool *pool) {
@@ -217,6 +242,7 @@ static int eval_metrics(const float *x, const float *y, int64_t n, int64_t d, do
   GrRunCtx rc = {seed, 0, pool};
   if (gr_energy_mmd(x, n, y, n, d, h, 4, &r->energy, r->mmd, &rc)) return efail("out of memory");
   r->sw2 = gr_sliced_w2(x, y, n, d, 128, seed);
+  r->fd = frechet_of(x, y, n, d);
   return 0;
 }
 
@@ -238,18 +264,24 @@ static void eval_print(const GrOpts *o, const EvalRow *rows, int nr, int64_t n, 
     printf("{\"n\": %lld, \"median_dist\": %.9g, \"mmd_bandwidths\": [%.9g, %.9g, %.9g, %.9g], \"rows\": [",
            (long long)n, med, 0.1 * med, 0.5 * med, med, 2 * med);
     for (int i = 0; i < nr; i++)
-      printf("%s{\"steps\": \"%s\", \"energy\": %.9g, \"mmd\": [%.9g, %.9g, %.9g, %.9g], \"sw2\": %.9g}",
+    {
+      char fd[32];
+      if (isnan(rows[i].fd)) snprintf(fd, sizeof fd, "null");
+      else snprintf(fd, sizeof fd, "%.9g", rows[i].fd);
+      printf("%s{\"steps\": \"%s\", \"energy\": %.9g, \"mmd\": [%.9g, %.9g, %.9g, %.9g], \"sw2\": %.9g, \"fd\": %s}",
              i ? ", " : "", rows[i].label, rows[i].energy, rows[i].mmd[0], rows[i].mmd[1], rows[i].mmd[2],
-             rows[i].mmd[3], rows[i].sw2);
+             rows[i].mmd[3], rows[i].sw2, fd);
+    }
     printf("]}\n");
     return;
   }
   printf("n = %lld samples vs %lld held-out rows; MMD bandwidths = {0.1, 0.5, 1, 2} x median distance %.4g\n",
          (long long)n, (long long)n, med);
-  printf("%-6s %12s %12s %12s %12s %12s %12s\n", "steps", "energy", "mmd@0.1", "mmd@0.5", "mmd@1", "mmd@2", "sw2");
+  printf("%-6s %12s %12s %12s %12s %12s %12s %12s\n", "steps", "energy", "mmd@0.1", "mmd@0.5", "mmd@1",
+         "mmd@2", "sw2", "fd");
   for (int i = 0; i < nr; i++)
-    printf("%-6s %12.6g %12.6g %12.6g %12.6g %12.6g %12.6g\n", rows[i].label, rows[i].energy,
-           rows[i].mmd[0], rows[i].mmd[1], rows[i].mmd[2], rows[i].mmd[3], rows[i].sw2);
+    printf("%-6s %12.6g %12.6g %12.6g %12.6g %12.6g %12.6g %12.6g\n", rows[i].label, rows[i].energy,
+           rows[i].mmd[0], rows[i].mmd[1], rows[i].mmd[2], rows[i].mmd[3], rows[i].sw2, rows[i].fd);
 }
 
 int gr_cmd_eval(GrOpts *o) {
@@ -397,10 +429,17 @@ static int gc_run(Gc *g, GrState *s) {
   if (total == 0) return efail("the program has no parameters to check");
   GrRunCtx rc = {g->o->seed, 0, g->pool};
   gr_call_entry(g->lg, m, g->in, g->params, g->outs, g->ws, &rc);
+  double L = g->f64 ? *(double *)g->outs[0] : (double)*(float *)g->outs[0];
   /* the analytic gradient, saved before finite differences reuse the outputs */
   int64_t ncoord = g->o->n > 0 ? g->o->n : 16;
   double tol = g->o->tol > 0 ? g->o->tol : g->f64 ? 1e-5 : 2e-2;
-  double h = g->f64 ? 1e-6 : 1e-2, atol = g->f64 ? 1e-9 : 1e-4, worst = 0;
+  double h = g->f64 ? 1e-6 : 1e-2, worst = 0;
+  /* Errors are relative to max(|numeric|, |analytic|, floor). The finite difference
+   * carries rounding noise of about 4 u |L| / h (a few units of roundoff u in each loss
+   * evaluation, divided by 2h); floor = noise / tol, so noise alone stays within the
+   * tolerance and tiny gradient components of a large f32 loss are not flagged. */
+  double u = g->f64 ? 2.220446049250313e-16 : 1.1920929e-07;
+  double atol = 4.0 * u * fmax(fabs(L), 1e-30) / h / tol;
   double *an = malloc((size_t)ncoord * sizeof *an);
   int *pp = malloc((size_t)ncoord * sizeof *pp);
   int64_t *kk = malloc((size_t)ncoord * sizeof *kk);
@@ -415,8 +454,8 @@ static int gc_run(Gc *g, GrState *s) {
     pp[c] = p, kk[c] = gi;
     an[c] = g->f64 ? ((double *)g->outs[1 + p])[gi] : (double)((float *)g->outs[1 + p])[gi];
   }
-  printf("gradient check (%s, h = %g, %lld coordinates, tolerance %g)\n", g->f64 ? "f64" : "f32", h,
-         (long long)ncoord, tol);
+  printf("gradient check (%s, h = %g, %lld coordinates, tolerance %g, loss %.6g, noise floor %.3g)\n",
+         g->f64 ? "f64" : "f32", h, (long long)ncoord, tol, L, atol);
   printf("  %-32s %8s %14s %14s %10s\n", "parameter", "index", "analytic", "numeric", "rel.err");
   for (int64_t c = 0; c < ncoord; c++) {
     double num = gc_fd(g, pp[c], kk[c], h);

@@ -77,7 +77,11 @@ static void bar_draw(GrLog *lg, const GrLogRow *r) {
 }
 
 void gr_log_progress(GrLog *lg, const GrLogRow *r) {
-  if (lg->tty && !lg->quiet) bar_draw(lg, r);
+  if (!lg->tty || lg->quiet) return;
+  double now = gr_now();
+  if (now - lg->last_draw < 0.1) return;
+  lg->last_draw = now;
+  bar_draw(lg, r);
 }
 
 void gr_log_row(GrLog *lg, const GrLogRow *r) {

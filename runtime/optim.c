@@ -82,10 +82,28 @@ static void adam_step(const GrOptConfig *c, float *w, const float *g, float *m, 
   }
 }
 
-void gr_opt_step(const GrOptConfig *c, float *w, const float *g, float *s0, float *s1,
-                 int64_t n, int64_t t, double lr) {
-  if (c->kind == GR_OPT_SGD) sgd_step(c, w, g, s0, n, lr);
-  else adam_step(c, w, g, s0, s1, n, t, lr);
+/* ---- splitting over the pool: every element is independent, so any split gives the same
+ * bits; GR_OPT_GRAIN elements per chunk keeps small parameters on one thread. */
+#define GR_OPT_GRAIN 16384
+
+typedef struct {
+  const GrOptConfig *c;
+  float *w, *s0, *s1, *ema;
+  const float *g;
+  int64_t t;
+  double lr, decay, scale;
+} OptEnv;
+
+static void opt_body(void *env, int64_t lo, int64_t hi) {
+  OptEnv *e = env;
+  if (e->c->kind == GR_OPT_SGD) sgd_step(e->c, e->w + lo, e->g + lo, e->s0 + lo, hi - lo, e->lr);
+  else adam_step(e->c, e->w + lo, e->g + lo, e->s0 + lo, e->s1 + lo, hi - lo, e->t, e->lr);
+}
+
+void gr_opt_step(const GrRunCtx *rc, const GrOptConfig *c, float *w, const float *g, float *s0,
+                 float *s1, int64_t n, int64_t t, double lr) {
+  OptEnv e = {.c = c, .w = w, .s0 = s0, .s1 = s1, .g = g, .t = t, .lr = lr};
+  gr_parallel_for(rc, n, GR_OPT_GRAIN, opt_body, &e);
 }
 
 int gr_sched_parse(const char *name, GrSchedKind *out) {
@@ -112,22 +130,62 @@ double gr_sched_lr(const GrSchedule *s, int64_t step) {
   return s->lr_min + (s->lr - s->lr_min) * 0.5 * (1.0 + cos(M_PI * p));
 }
 
-double gr_grad_norm(float *const *g, const int64_t *n, int count) {
-  double s = 0;
-  for (int k = 0; k < count; k++)
-    for (int64_t i = 0; i < n[k]; i++) s += (double)g[k][i] * (double)g[k][i];
+/* Block b of an array of n elements: nb = min(1024, ceil(n / 4096)) blocks of equal
+ * size (the last shorter), a function of n only. */
+#define GR_NORM_MAXBLOCKS 1024
+
+typedef struct {
+  const float *g;
+  int64_t n, bs;
+  double *part;
+} NormEnv;
+
+static void norm_body(void *env, int64_t lo, int64_t hi) {
+  NormEnv *e = env;
+  for (int64_t b = lo; b < hi; b++) {
+    int64_t a = b * e->bs, z = a + e->bs < e->n ? a + e->bs : e->n;
+    double s = 0;
+    for (int64_t i = a; i < z; i++) s += (double)e->g[i] * (double)e->g[i];
+    e->part[b] = s;
+  }
+}
+
+double gr_grad_norm(const GrRunCtx *rc, float *const *g, const int64_t *n, int count) {
+  double part[GR_NORM_MAXBLOCKS], s = 0;
+  for (int k = 0; k < count; k++) {
+    if (n[k] <= 0) continue;
+    int64_t nb = (n[k] + 4095) / 4096;
+    if (nb > GR_NORM_MAXBLOCKS) nb = GR_NORM_MAXBLOCKS;
+    NormEnv e = {g[k], n[k], (n[k] + nb - 1) / nb, part};
+    gr_parallel_for(rc, nb, 1, norm_body, &e);
+    for (int64_t b = 0; b < nb; b++) s += part[b];
+  }
   return sqrt(s);
 }
 
-double gr_clip_scale(float *const *g, const int64_t *n, int count, double norm, double clip) {
+static void scale_body(void *env, int64_t lo, int64_t hi) {
+  OptEnv *e = env;
+  for (int64_t i = lo; i < hi; i++) e->w[i] = (float)((double)e->w[i] * e->scale);
+}
+
+double gr_clip_scale(const GrRunCtx *rc, float *const *g, const int64_t *n, int count,
+                     double norm, double clip) {
   if (!(clip > 0) || !(norm > clip)) return 1.0;
   double f = clip / norm;
-  for (int k = 0; k < count; k++)
-    for (int64_t i = 0; i < n[k]; i++) g[k][i] = (float)((double)g[k][i] * f);
+  for (int k = 0; k < count; k++) {
+    OptEnv e = {.w = g[k], .scale = f};
+    gr_parallel_for(rc, n[k], GR_OPT_GRAIN, scale_body, &e);
+  }
   return f;
 }
 
-void gr_ema_update(float *ema, const float *w, int64_t n, double decay) {
-  for (int64_t i = 0; i < n; i++)
-    ema[i] = (float)(decay * (double)ema[i] + (1.0 - decay) * (double)w[i]);
+static void ema_body(void *env, int64_t lo, int64_t hi) {
+  OptEnv *e = env;
+  for (int64_t i = lo; i < hi; i++)
+    e->ema[i] = (float)(e->decay * (double)e->ema[i] + (1.0 - e->decay) * (double)e->w[i]);
+}
+
+void gr_ema_update(const GrRunCtx *rc, float *ema, const float *w, int64_t n, double decay) {
+  OptEnv e = {.ema = ema, .w = (float *)w, .decay = decay};
+  gr_parallel_for(rc, n, GR_OPT_GRAIN, ema_body, &e);
 }

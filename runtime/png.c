@@ -2,7 +2,8 @@
  *
  * A PNG is the 8-byte signature and chunks (length, type, data, CRC-32 of type+data):
  * IHDR (size, 8-bit depth, gray or RGB), one IDAT holding the zlib-compressed scanlines
- * (each prefixed by filter byte 0), IEND. zlib's compress2 and crc32 do the work.
+ * (each prefixed by filter byte 0), IEND. zlib's compress2 and crc32 do the work. Files
+ * are written to a temp file and renamed, so a failed write leaves no partial image.
  *
  * Two pictures: a scatter plot of 2-D samples (512x512, shared x/y range with "nice" tick
  * steps of 1, 2 or 5 x 10^k, tick labels in a built-in 3x5 pixel font drawn at 2x, points
@@ -14,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "rt.h"
@@ -52,12 +55,19 @@ int gr_png_write(const char *path, const uint8_t *pix, int w, int h, int channel
   }
   int zr = compress2(z, &zlen, raw, (uLong)rawlen, 6);
   free(raw);
-  FILE *f = zr == Z_OK ? fopen(path, "wb") : NULL;
+  /* atomic: a temp file in the same folder, renamed over the target when complete */
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
+  int fd = zr == Z_OK ? mkstemp(tmp) : -1;
+  FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
   if (!f) {
+    int e = errno;
+    if (fd >= 0) close(fd), unlink(tmp);
     free(z);
-    snprintf(err, nerr, "cannot write %s: %s", path, zr == Z_OK ? strerror(errno) : "compression failed");
+    snprintf(err, nerr, "cannot write %s: %s", path, zr == Z_OK ? strerror(e) : "compression failed");
     return -1;
   }
+  fchmod(fd, 0644);
   unsigned char ihdr[13];
   put_be32(ihdr, (uint32_t)w);
   put_be32(ihdr + 4, (uint32_t)h);
@@ -67,9 +77,12 @@ int gr_png_write(const char *path, const uint8_t *pix, int w, int h, int channel
   int ok = fwrite("\x89PNG\r\n\x1a\n", 1, 8, f) == 8 && write_chunk(f, "IHDR", ihdr, 13) &&
            write_chunk(f, "IDAT", z, (uint32_t)zlen) && write_chunk(f, "IEND", NULL, 0);
   ok = (fclose(f) == 0) && ok;
+  int e = errno;
   free(z);
-  if (!ok) {
-    snprintf(err, nerr, "cannot write %s: %s", path, strerror(errno));
+  if (!ok || rename(tmp, path) != 0) {
+    if (ok) e = errno;
+    unlink(tmp);
+    snprintf(err, nerr, "cannot write %s: %s", path, strerror(e));
     return -1;
   }
   return 0;
@@ -172,8 +185,10 @@ int gr_png_grid(const char *path, const float *imgs, int64_t n, int ih, int iw, 
                 size_t nerr) {
   if (n > 100) n = 100;
   if (n < 1) n = 1;
+  int sc = iw < 64 && ih < 64 ? 2 : 1; /* small images (MNIST) drawn at 2x */
   int cols = (int)ceil(sqrt((double)n)), rows = (int)((n + cols - 1) / cols);
-  int W = cols * (iw + 2) + 2, H = rows * (ih + 2) + 2;
+  int tw = iw * sc + 2, th = ih * sc + 2;
+  int W = cols * tw + 2, H = rows * th + 2;
   uint8_t *p = malloc((size_t)W * (size_t)H);
   if (!p) {
     snprintf(err, nerr, "%s: out of memory", path);
@@ -181,10 +196,10 @@ int gr_png_grid(const char *path, const float *imgs, int64_t n, int ih, int iw, 
   }
   memset(p, 128, (size_t)W * (size_t)H);
   for (int64_t k = 0; k < n; k++) {
-    int ox = 2 + (int)(k % cols) * (iw + 2), oy = 2 + (int)(k / cols) * (ih + 2);
-    for (int y = 0; y < ih; y++)
-      for (int x = 0; x < iw; x++) {
-        double v = imgs[(k * ih + y) * iw + x];
+    int ox = 2 + (int)(k % cols) * tw, oy = 2 + (int)(k / cols) * th;
+    for (int y = 0; y < ih * sc; y++)
+      for (int x = 0; x < iw * sc; x++) {
+        double v = imgs[(k * ih + y / sc) * iw + x / sc];
         v = isfinite(v) ? (v + 1) * 127.5 : 0;
         p[(size_t)(oy + y) * (size_t)W + (size_t)(ox + x)] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5);
       }

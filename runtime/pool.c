@@ -13,11 +13,31 @@
  * call made while the pool is already busy (a kernel calling gr_parallel_for from inside
  * a body, or two threads sharing a pool) does not wait for the pool: it runs inline,
  * which is correct because the split never affects results.
+ *
+ * Latency: a training step is dozens of kernels, so waking sleeping threads for each
+ * (tens of microseconds through a condition variable) would dominate small models. Both
+ * sides therefore spin briefly on the atomic generation / pending counters (`spin`
+ * rounds of a CPU pause, default 200, a few microseconds; $GRADC_POOL_SPIN overrides it,
+ * 0 disables) before falling back to the condition variables; a worker that just
+ * finished a chunk is usually still spinning when the next kernel is published. The spin
+ * is kept short because on an oversubscribed machine spinning steals the core the other
+ * side needs.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "rt.h"
+
+#define GR_SPIN_DEFAULT 200
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
 
 struct GrPool {
   int nthreads; /* including the caller */
@@ -25,9 +45,10 @@ struct GrPool {
   pthread_mutex_t mu;
   pthread_cond_t work_cv, done_cv;
   pthread_mutex_t dispatch; /* held by the caller of a parallel job */
-  uint64_t generation;
-  int pending; /* workers still running the current job */
-  int shutdown;
+  _Atomic uint64_t generation; /* written under mu, read by spinning workers */
+  _Atomic int pending;         /* workers still running the current job */
+  _Atomic int shutdown;
+  int spin; /* pause rounds before sleeping */
   /* the current job */
   int64_t n, nchunks;
   void (*body)(void *env, int64_t lo, int64_t hi);
@@ -51,18 +72,26 @@ static void *worker_main(void *arg) {
   int id = wa->id;
   free(wa);
   uint64_t seen = 0;
-  pthread_mutex_lock(&p->mu);
   for (;;) {
-    while (!p->shutdown && p->generation == seen) pthread_cond_wait(&p->work_cv, &p->mu);
-    if (p->shutdown) break;
-    seen = p->generation;
+    for (int i = 0; i < p->spin && atomic_load(&p->generation) == seen && !atomic_load(&p->shutdown); i++)
+      cpu_relax();
+    pthread_mutex_lock(&p->mu);
+    while (!atomic_load(&p->shutdown) && atomic_load(&p->generation) == seen)
+      pthread_cond_wait(&p->work_cv, &p->mu);
+    if (atomic_load(&p->shutdown)) {
+      pthread_mutex_unlock(&p->mu);
+      break;
+    }
+    seen = atomic_load(&p->generation);
     int64_t nchunks = p->nchunks;
     pthread_mutex_unlock(&p->mu);
     if (id < nchunks) run_chunk(p, id);
-    pthread_mutex_lock(&p->mu);
-    if (--p->pending == 0) pthread_cond_signal(&p->done_cv);
+    if (atomic_fetch_sub(&p->pending, 1) == 1) {
+      pthread_mutex_lock(&p->mu);
+      pthread_cond_signal(&p->done_cv);
+      pthread_mutex_unlock(&p->mu);
+    }
   }
-  pthread_mutex_unlock(&p->mu);
   return NULL;
 }
 
@@ -71,6 +100,9 @@ GrPool *gr_pool_create(int nthreads) {
   GrPool *p = calloc(1, sizeof *p);
   if (!p) return NULL;
   p->nthreads = nthreads;
+  const char *sp = getenv("GRADC_POOL_SPIN");
+  p->spin = sp && *sp ? atoi(sp) : GR_SPIN_DEFAULT;
+  if (p->spin < 0) p->spin = 0;
   p->threads = calloc((size_t)nthreads, sizeof *p->threads);
   if (!p->threads) {
     free(p);
@@ -99,7 +131,7 @@ GrPool *gr_pool_create(int nthreads) {
 void gr_pool_destroy(GrPool *p) {
   if (!p) return;
   pthread_mutex_lock(&p->mu);
-  p->shutdown = 1;
+  atomic_store(&p->shutdown, 1);
   pthread_cond_broadcast(&p->work_cv);
   pthread_mutex_unlock(&p->mu);
   for (int i = 1; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
@@ -129,13 +161,16 @@ void gr_parallel_for(const GrRunCtx *rc, int64_t n, int64_t grain,
   p->nchunks = nchunks;
   p->body = body;
   p->env = env;
-  p->pending = p->nthreads - 1;
-  p->generation++;
+  atomic_store(&p->pending, p->nthreads - 1);
+  atomic_fetch_add(&p->generation, 1);
   pthread_cond_broadcast(&p->work_cv);
   pthread_mutex_unlock(&p->mu);
   run_chunk(p, 0);
-  pthread_mutex_lock(&p->mu);
-  while (p->pending > 0) pthread_cond_wait(&p->done_cv, &p->mu);
-  pthread_mutex_unlock(&p->mu);
+  for (int i = 0; i < p->spin && atomic_load(&p->pending) > 0; i++) cpu_relax();
+  if (atomic_load(&p->pending) > 0) {
+    pthread_mutex_lock(&p->mu);
+    while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done_cv, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+  }
   pthread_mutex_unlock(&p->dispatch);
 }

@@ -38,6 +38,7 @@ typedef struct {
   double t0;     /* wall-clock start (seconds) */
   int64_t step0; /* first step of this run (resume) */
   int bar_drawn;
+  double last_draw; /* the bar is redrawn at most 10 times a second */
 } GrLog;
 
 typedef struct {
@@ -61,7 +62,8 @@ int gr_png_write(const char *path, const uint8_t *pix, int w, int h, int channel
                  char *err, size_t nerr);
 /* Scatter plot of n 2-D points (x[i*2], x[i*2+1]) with axes and tick labels. */
 int gr_png_scatter(const char *path, const float *xy, int64_t n, char *err, size_t nerr);
-/* Grid of up to 100 images of ih x iw pixels (values in [-1, 1], gray). */
+/* Grid of up to 100 images of ih x iw pixels (values in [-1, 1], gray; images smaller
+ * than 64 pixels are drawn at 2x). */
 int gr_png_grid(const char *path, const float *imgs, int64_t n, int ih, int iw, char *err,
                 size_t nerr);
 
@@ -90,7 +92,7 @@ void gr_mean_cov(const float *x, int64_t n, int d, double *mu, double *cov);
 /* Options of every subcommand, after defaults from the module's consts and flags. */
 typedef struct {
   const GrModuleInfo *m;
-  const char *cmd;
+  const char *prog, *cmd; /* argv[0], subcommand */
   /* training config */
   const char *data, *eval_data;
   double lr, beta1, beta2, adam_eps, weight_decay, momentum, lr_min, clip, ema;
@@ -100,10 +102,10 @@ typedef struct {
   uint64_t seed;
   int seed_given, steps_given;
   const char *ckpt, *log, *opt_name, *sched_name;
-  int resume, threads, quiet;
+  int resume, threads, quiet, help;
   /* sampling / eval */
   double sigma_d, T, eps;
-  const char *sampler, *steps_list, *out, *png;
+  const char *sampler, *steps_list, *out, *png, *labels;
   int64_t n;
   int no_ema, restart, json;
   double tol;

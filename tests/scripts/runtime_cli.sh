@@ -48,7 +48,7 @@ python3 - "$tmp/eval.json" "$tmp/a.safetensors" <<'EOP' || fail "Python could no
 import json, struct, sys, math
 ev = json.load(open(sys.argv[1]))
 assert [r["steps"] for r in ev["rows"]] == ["data", "1", "2"], ev
-assert all(r["energy"] >= 0 and len(r["mmd"]) == 4 for r in ev["rows"])
+assert all(r["energy"] >= 0 and len(r["mmd"]) == 4 and r["fd"] >= 0 for r in ev["rows"])
 b = open(sys.argv[2], "rb").read()
 n = struct.unpack("<Q", b[:8])[0]
 hdr = json.loads(b[8:8 + n])
@@ -65,6 +65,28 @@ assert all(math.isfinite(v) for v in vals)
 assert set(hdr) == {"net.w", "net.b", "ema/net.w", "ema/net.b", "adam_m/net.w", "adam_m/net.b",
                     "adam_v/net.w", "adam_v/net.b"}, sorted(hdr)
 EOP
+
+# NumPy (when some python3 on the machine has it): the documented 10-line reader loads the
+# checkpoint, and np.load reads the samples
+for py in python3 /usr/bin/python3; do
+  "$py" -c "import numpy" 2>/dev/null || continue
+  "$py" - "$tmp/a.safetensors" "$tmp/s.npy" <<'EOP' || fail "NumPy could not read the checkpoint or samples"
+import json, struct, sys
+import numpy as np
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+hdr = json.loads(b[8:8 + n])
+hdr.pop("__metadata__")
+dt = {"F32": "<f4", "F64": "<f8", "I32": "<i4", "I64": "<i8"}
+t = {k: np.frombuffer(b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]],
+                      dtype=dt[v["dtype"]]).reshape(v["shape"]) for k, v in hdr.items()}
+assert t["net.w"].shape == (2, 2) and np.isfinite(t["net.w"]).all()
+assert not np.array_equal(t["net.w"], t["ema/net.w"])  # EMA lags the weights
+s = np.load(sys.argv[2])
+assert s.shape == (50, 2) and s.dtype == np.float32 and np.isfinite(s).all()
+EOP
+  break
+done
 
 "$P" gradcheck >/dev/null || fail "gradcheck failed"
 "$P" info | grep -q "total 6 values" || fail "info shows no parameter count"

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autodiff.h"
 #include "codegen.h"
 #include "interp.h"
 #include "philox.h"
@@ -40,7 +41,7 @@ static void g_free(G *c) {
 
 /* An input uniform in [lo, hi); q > 0 rounds to multiples of q (ints: rounded). */
 static ValId gin(G *c, DType dt, Shape s, double lo, double hi, double q) {
-  char name[8];
+  char name[16];
   snprintf(name, sizeof name, "x%d", c->nin);
   ValId v = tu_input(&c->t, name, dt, s);
   GrTensor *t = &c->in[c->nin];
@@ -64,16 +65,17 @@ static void out(G *c, ValId v) {
 
 static double tol_of(DType t, double rt32) { return t == DT_F32 ? rt32 : t == DT_F64 ? 1e-12 : 0; }
 
-/* Runs interp and JIT on c and compares every output. rt32: f32 relative tolerance. */
-static void compare_opt(G *c, double rt32, const char *what, int opt_level, int graph_opt) {
+/* Runs interp and JIT on entry `eg` of c and compares every output. rt32: f32 relative
+ * tolerance. */
+static void compare_entry(G *c, const Graph *eg, double rt32, const char *what, int opt_level, int graph_opt) {
   Program *p = &c->t.prog;
   GrTensor params[8];
   ck_assert(p->nparams <= 8);
   if (p->nparams) ck_assert_int_eq(interp_init_params(p, 11, params), 0);
-  int no = c->t.g->noutputs;
+  int no = eg->noutputs;
   GrTensor *want = calloc((size_t)no, sizeof *want), *got = calloc((size_t)no, sizeof *got);
   char err[512];
-  int rc = interp_run(c->t.g, p, c->in, params, want, 5, 9, err, sizeof err);
+  int rc = interp_run(eg, p, c->in, params, want, 5, 9, err, sizeof err);
   ck_assert_msg(rc == 0, "%s: interp: %s", what, err);
   CgOptions o;
   cg_options_default(&o);
@@ -82,7 +84,7 @@ static void compare_opt(G *c, double rt32, const char *what, int opt_level, int 
   CgJit *j = cg_jit_compile(&c->t.ctx, p, &o);
   if (!j) diag_print_all(&c->t.ctx, stderr);
   ck_assert_msg(j != NULL, "%s: compile failed", what);
-  rc = cg_jit_run(j, "test", c->in, params, got, 5, 9, err, sizeof err);
+  rc = cg_jit_run(j, eg->name, c->in, params, got, 5, 9, err, sizeof err);
   ck_assert_msg(rc == 0, "%s: jit: %s", what, err);
   for (int k = 0; k < no; k++) {
     DType dt = (DType)want[k].dtype;
@@ -106,6 +108,10 @@ static void compare_opt(G *c, double rt32, const char *what, int opt_level, int 
   for (int i = 0; i < p->nparams; i++) gr_tensor_free(&params[i]);
   free(want);
   free(got);
+}
+
+static void compare_opt(G *c, double rt32, const char *what, int opt_level, int graph_opt) {
+  compare_entry(c, c->t.g, rt32, what, opt_level, graph_opt);
 }
 
 static void compare(G *c, double rt32, const char *what) { compare_opt(c, rt32, what, 0, 1); }
@@ -155,9 +161,14 @@ START_TEST(unary_float) {
       out(&c, y);                                         /* kernel root */
       out(&c, ir_binary(c.t.g, OP_MUL, y, x, L));         /* fused into a consumer */
     }
+    /* large enough to be vectorized at O2 (libmvec variants, remainder loops) */
+    ValId big = gin(&c, dt, TU_SHAPE(4099), lo, hi, 0);
+    out(&c, ir_unary(c.t.g, op, big, L));
     char what[64];
     snprintf(what, sizeof what, "%s %s", op_name(op), dtype_name(dt));
     compare(&c, 1e-5, what);
+    snprintf(what, sizeof what, "%s %s O2", op_name(op), dtype_name(dt));
+    compare_opt(&c, 2e-5, what, 2, 1);
     g_free(&c);
   }
 }
@@ -194,9 +205,13 @@ START_TEST(binary_all) {
       out(&c, y);
       out(&c, ir_binary(c.t.g, OP_ADD, y, a, L));
     }
+    ValId a = gin(&c, dt, TU_SHAPE(4097), lo, hi, cmp ? 0.5 : 0), b = gin(&c, dt, TU_SHAPE(4097), lo, hi, cmp ? 0.5 : 0);
+    out(&c, ir_binary(c.t.g, op, a, b, L));
     char what[64];
     snprintf(what, sizeof what, "%s %s", op_name(op), dtype_name(dt));
     compare(&c, 1e-5, what);
+    snprintf(what, sizeof what, "%s %s O2", op_name(op), dtype_name(dt));
+    compare_opt(&c, 2e-5, what, 2, 1);
     g_free(&c);
   }
 }
@@ -402,7 +417,7 @@ static void build_mlp(G *c, DType dt, int64_t B) {
   ValId h = x;
   int64_t in = 3;
   for (int l = 0; l < 3; l++) {
-    char wn[8], bn[8];
+    char wn[16], bn[16];
     snprintf(wn, sizeof wn, "w%d", l);
     snprintf(bn, sizeof bn, "b%d", l);
     int64_t outd = l == 2 ? 2 : 37;
@@ -431,6 +446,209 @@ START_TEST(mlp_levels) {
       compare_opt(&c, 1e-4, lvl ? "mlp O2" : "mlp O0", lvl, 1);
       g_free(&c);
     }
+}
+END_TEST
+
+/* The MLP's scalar loss only (ad_grad_entry needs a rank-0 objective). */
+static void build_mlp_loss(G *c, DType dt, int64_t B) {
+  build_mlp(c, dt, B);
+  Graph *g = c->t.g;
+  ValId l = g->outputs[0].val;
+  g->noutputs = 0;
+  out(c, ir_reshape(g, l, &TU_SHAPE0, L));
+}
+
+START_TEST(gradients) {
+  for (DType dt = DT_F32; dt <= DT_F64; dt++) {
+    G c;
+    g_init(&c);
+    build_mlp_loss(&c, dt, 33);
+    Graph *gg = ad_grad_entry(&c.t.prog, c.t.g);
+    ck_assert_msg(gg != NULL, "ad_grad_entry: %s", tu_last_diag(&c.t));
+    ck_assert_int_eq(gg->noutputs, 1 + c.t.prog.nparams);
+    compare_entry(&c, gg, 1e-4, "mlp loss_grad O0", 0, 1);
+    compare_entry(&c, gg, 1e-4, "mlp loss_grad O2", 2, 1);
+    g_free(&c);
+  }
+}
+END_TEST
+
+/* The pool splits only loops over independent outputs: 1 and 2 threads give the same bits. */
+START_TEST(threads_bit_identical) {
+  G c;
+  g_init(&c);
+  build_mlp_loss(&c, DT_F32, 517);
+  Graph *gg = ad_grad_entry(&c.t.prog, c.t.g);
+  ck_assert(gg);
+  Program *p = &c.t.prog;
+  GrTensor params[8];
+  ck_assert_int_eq(interp_init_params(p, 3, params), 0);
+  CgOptions o;
+  cg_options_default(&o);
+  o.par_grain = 64; /* split even small loops */
+  CgJit *j = cg_jit_compile(&c.t.ctx, p, &o);
+  ck_assert(j);
+  int no = gg->noutputs;
+  GrTensor one[8], two[8];
+  char err[256];
+  ck_assert_int_eq(cg_jit_run(j, gg->name, c.in, params, one, 1, 2, err, sizeof err), 0);
+  GrPool *pool = gr_pool_create(2);
+  ck_assert(pool);
+  cg_jit_set_pool(j, pool);
+  for (int rep = 0; rep < 3; rep++) {
+    ck_assert_int_eq(cg_jit_run(j, gg->name, c.in, params, two, 1, 2, err, sizeof err), 0);
+    for (int k = 0; k < no; k++) {
+      size_t bytes = (size_t)tu_numel(&one[k]) * 4;
+      ck_assert_msg(!memcmp(one[k].data, two[k].data, bytes), "output %d differs with 2 threads", k);
+      gr_tensor_free(&two[k]);
+    }
+  }
+  for (int k = 0; k < no; k++) gr_tensor_free(&one[k]);
+  for (int i = 0; i < p->nparams; i++) gr_tensor_free(&params[i]);
+  cg_jit_free(j);
+  gr_pool_destroy(pool);
+  g_free(&c);
+}
+END_TEST
+
+/* ---- AOT: object file + gr_module, linked with a small C driver, vs the JIT ---------------- */
+static const char *aot_driver =
+    "#include <stdio.h>\n#include <stdlib.h>\n#include \"gradrt.h\"\n"
+    "extern const GrModuleInfo gr_module;\n"
+    "int main(void) {\n"
+    "  const GrModuleInfo *m = &gr_module;\n"
+    "  printf(\"%d %d %d %s\\n\", m->abi_version, m->nparams, m->nentries, m->graph_hash);\n"
+    "  for (int e = 0; e < m->nentries; e++) {\n"
+    "    const GrEntryInfo *en = &m->entries[e];\n"
+    "    void *args[64]; int k = 0;\n"
+    "    for (int i = 0; i < en->ninputs; i++) {\n"
+    "      int64_t n = gr_numel(&en->inputs[i]); float *x = gr_alloc((size_t)n * 4);\n"
+    "      for (int64_t j = 0; j < n; j++) x[j] = (float)((j % 13) * 0.1 - 0.6);\n"
+    "      args[k++] = x;\n"
+    "    }\n"
+    "    for (int i = 0; i < m->nparams; i++) {\n"
+    "      void *b = gr_alloc((size_t)gr_numel(&m->params[i]) * 4); gr_init_param(&m->params[i], i, 11, b); args[k++] = b;\n"
+    "    }\n"
+    "    for (int i = 0; i < en->noutputs; i++) args[k++] = gr_alloc((size_t)gr_numel(&en->outputs[i]) * 4 + 4);\n"
+    "    void *ws = gr_alloc((size_t)en->workspace_bytes + 64);\n"
+    "    GrRunCtx rc = {5, 9, NULL};\n"
+    "    en->fn(args, ws, &rc);\n"
+    "    for (int i = 0; i < en->noutputs; i++) {\n"
+    "      float *o = args[en->ninputs + m->nparams + i];\n"
+    "      for (int64_t j = 0; j < gr_numel(&en->outputs[i]); j++) printf(\"%.9g\\n\", o[j]);\n"
+    "    }\n"
+    "  }\n"
+    "  return 0;\n"
+    "}\n";
+
+static int sh(const char *cmd) { return system(cmd); }
+
+/* A libgradrt.a built with sanitizers needs them at link time too. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SAN_LDFLAGS "-fsanitize=address,undefined"
+#else
+#define SAN_LDFLAGS ""
+#endif
+
+START_TEST(aot_object_matches_jit) {
+  G c;
+  g_init(&c);
+  build_mlp_loss(&c, DT_F32, 9);
+  Graph *gg = ad_grad_entry(&c.t.prog, c.t.g);
+  ck_assert(gg);
+  Program *p = &c.t.prog;
+  char *dir = tu_tmpdir();
+  ck_assert(dir);
+  char obj[512], src[512], exe[512], cmd[2048];
+  snprintf(obj, sizeof obj, "%s/m.o", dir);
+  snprintf(src, sizeof src, "%s/t.c", dir);
+  snprintf(exe, sizeof exe, "%s/t", dir);
+  CgOptions o;
+  cg_options_default(&o);
+  o.cpu = "x86-64-v3";
+  o.source_name = "test.grad";
+  ck_assert_int_eq(cg_emit_object(&c.t.ctx, p, &o, obj, 0), 0);
+  ck_assert_int_eq(tu_write_file(src, aot_driver, strlen(aot_driver)), 0);
+  const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+  snprintf(cmd, sizeof cmd, "cc %s -Iruntime -o %s %s %s %s/libgradrt.a -lopenblas -lmvec -lm -lpthread -lz -ldl -lffi",
+           SAN_LDFLAGS, exe, src, obj, build);
+  ck_assert_int_eq(sh(cmd), 0);
+  snprintf(cmd, sizeof cmd, "%s > %s/out.txt", exe, dir);
+  ck_assert_int_eq(sh(cmd), 0);
+  snprintf(cmd, sizeof cmd, "%s/out.txt", dir);
+  FILE *f = fopen(cmd, "r");
+  ck_assert(f);
+  int abi, np, ne;
+  char hash[64];
+  ck_assert_int_eq(fscanf(f, "%d %d %d %63s", &abi, &np, &ne, hash), 4);
+  ck_assert_int_eq(abi, GR_ABI_VERSION);
+  ck_assert_int_eq(np, p->nparams);
+  ck_assert_int_eq(ne, 2);
+  ck_assert_int_eq((int)strlen(hash), 16);
+  /* the same calls through the JIT */
+  GrTensor params[8];
+  ck_assert_int_eq(interp_init_params(p, 11, params), 0);
+  GrTensor x = tu_tensor(DT_F32, c.t.g->inputs[0].shape);
+  for (int64_t jx = 0; jx < tu_numel(&x); jx++) tu_set(&x, jx, (float)((jx % 13) * 0.1 - 0.6));
+  cg_options_default(&o);
+  CgJit *j = cg_jit_compile(&c.t.ctx, p, &o);
+  ck_assert(j);
+  for (int e = 0; e < 2; e++) {
+    const Graph *eg = p->entries[e];
+    GrTensor outs[8];
+    char err[256];
+    ck_assert_int_eq(cg_jit_run(j, eg->name, &x, params, outs, 5, 9, err, sizeof err), 0);
+    for (int k = 0; k < eg->noutputs; k++) {
+      for (int64_t i = 0; i < tu_numel(&outs[k]); i++) {
+        double v;
+        ck_assert_int_eq(fscanf(f, "%lf", &v), 1);
+        double w = tu_get(&outs[k], i);
+        ck_assert_msg(fabs(v - w) <= 1e-5 * (1 + fabs(w)), "entry %s output %d[%lld]: aot %g jit %g", eg->name, k,
+                      (long long)i, v, w);
+      }
+      gr_tensor_free(&outs[k]);
+    }
+  }
+  fclose(f);
+  cg_jit_free(j);
+  gr_tensor_free(&x);
+  for (int i = 0; i < p->nparams; i++) gr_tensor_free(&params[i]);
+  /* a whole executable: gr_main's `info` reads the table */
+  o.rt_dir = build;
+  o.ldflags = SAN_LDFLAGS;
+  snprintf(exe, sizeof exe, "%s/model", dir);
+  ck_assert_int_eq(cg_build_executable(&c.t.ctx, p, &o, exe), 0);
+  snprintf(cmd, sizeof cmd, "%s info | grep -q 'graph hash  %s'", exe, hash);
+  ck_assert_msg(sh(cmd) == 0, "%s info did not print the graph hash", exe);
+  snprintf(cmd, sizeof cmd, "ldd %s | grep -qi llvm", exe);
+  ck_assert_msg(sh(cmd) != 0, "the executable loads LLVM");
+  tu_rmtree(dir);
+  free(dir);
+  g_free(&c);
+}
+END_TEST
+
+START_TEST(dumps) {
+  G c;
+  g_init(&c);
+  build_mlp(&c, DT_F32, 16);
+  static const char *const stages[] = {"opt", "sched", "llvm", "asm"};
+  static const char *const marks[] = {"= matmul", "gemm", "define void @test(", "cblas_sgemm"};
+  for (int i = 0; i < 4; i++) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    CgOptions o;
+    cg_options_default(&o);
+    cg_dump(&c.t.ctx, &c.t.prog, stages[i], &o, f);
+    fclose(f);
+    ck_assert_msg(strstr(buf, marks[i]), "dump --stage=%s lacks '%s'", stages[i], marks[i]);
+    free(buf);
+  }
+  ck_assert(!ctx_failed(&c.t.ctx));
+  cg_dump(&c.t.ctx, &c.t.prog, "nope", NULL, stderr);
+  ck_assert(ctx_failed(&c.t.ctx));
+  g_free(&c);
 }
 END_TEST
 
@@ -524,6 +742,10 @@ int main(void) {
   TCase *tp = tcase_create("pipeline");
   tcase_set_timeout(tp, 60);
   tcase_add_test(tp, mlp_levels);
+  tcase_add_test(tp, gradients);
+  tcase_add_test(tp, threads_bit_identical);
+  tcase_add_test(tp, aot_object_matches_jit);
+  tcase_add_test(tp, dumps);
   tcase_add_test(tp, pass_contracts);
   tcase_add_test(tp, memory_plan);
   suite_add_tcase(s, tp);

@@ -376,7 +376,8 @@ END_TEST
 
 START_TEST(elab_broadcast_and_weak_typing) {
   Fx *f = fx_new("entry e(x: f64[3, 1], y: f64[4]) -> f64[3, 4] { return x * 2 + y }\n"
-                 "entry i(k: i32[5]) -> i32[5] { return k * 3 // 2 }\n");
+                 "entry i(k: i32[5]) -> i32[5] { return k * 3 // 2 }\n"
+                 "entry w(x: f64[3]) -> f64[3] { return where(x > 0, 1, 0) + clamp(x, 0, 1) }\n");
   expect_ok(f);
   const Graph *g = f->p.entries[0];
   ck_assert_int_eq(out_shape(f, 0, 0)->dims[0], 3);
@@ -419,6 +420,32 @@ START_TEST(elab_matmul_shapes) {
   }
   Fx *f = fx_new("entry e(a: f32[3, 4], b: f32[5, 6]) -> f32[3, 6] {\n  return a @ b\n}\n");
   expect_err(f, "cannot multiply [3, 4] by [5, 6]", 2, 12);
+  fx_free(f);
+}
+END_TEST
+
+START_TEST(elab_defaults_use_size_vars) {
+  Fx *f = fx_new("fn f(x: f32[N, D], k: int = D * 2, n: int = 3, y: f32[n] = zeros([n])) -> f32[N, k] {\n"
+                 "  return broadcast(sum(x, axis=1, keepdims=true), [N, k]) + sum(y)\n"
+                 "}\n"
+                 "entry e(x: f32[4, 3]) -> (f32[4, 6], f32[4, 2]) { return f(x), f(x, k=2, n=5) }\n");
+  expect_ok(f);
+  ck_assert_int_eq(out_shape(f, 0, 0)->dims[1], 6);
+  ck_assert_int_eq(out_shape(f, 0, 1)->dims[1], 2);
+  fx_free(f);
+}
+END_TEST
+
+START_TEST(elab_compile_time_folding) {
+  Fx *f = fx_new("const A = max(3, 4)\nconst B = min([5, 2, 9])\nconst C = sum([1, 2, 3])\n"
+                 "const D = abs(-3) + clamp(7, 0, 5) + floor(2.7)\nconst E = 7 // 2 + -7 % 3\n"
+                 "const F = 3 / 2\nconst G = 2 ** 10\nconst H = len([1, 2] + [3])\n"
+                 "const S = \"a\" + \"b\"\nconst T = sqrt(16.0) == 4 and not (1 > 2)\n");
+  expect_ok(f);
+  static const double want[] = {4, 2, 6, 10, 3 + 2, 1.5, 1024, 3};
+  for (int i = 0; i < 8; i++) ck_assert_msg(f->p.consts[i].num == want[i], "const %s = %g", f->p.consts[i].name, f->p.consts[i].num);
+  ck_assert_str_eq(f->p.consts[8].str, "ab");
+  ck_assert_double_eq(f->p.consts[9].num, 1);
   fx_free(f);
 }
 END_TEST
@@ -521,7 +548,7 @@ START_TEST(elab_errors) {
        "'f' has no parameter named 'j'", "signature: f(x: f32, k: int) -> f32", 2, 33},
       {"fn f(x: f32[N], y: f32[N]) -> f32[N] { return x }\n"
        "entry e(x: f32[2], y: f32[3]) -> f32[2] { return f(x, y) }\n",
-       "argument 'y' of 'f' must be f32[N], got f32[3]", "N is 2 here", 2, 50},
+       "argument 'y' of 'f' must be f32[N], got f32[3]", "N = 2 in this call", 2, 55},
       {"entry e(x: f32[2]) -> f32[3] {\n  return x\n}\n", "the result of 'e' must be f32[3]", NULL, 2, 3},
       {"entry e(x: f32) -> f32 {\n  let y = x\n  for i in 0..10000000 { y = y + 1 }\n  return y\n}\n",
        "program too large", NULL, 3, 3},
@@ -693,6 +720,8 @@ static Suite *suite(void) {
   tcase_add_test(t, elab_broadcast_and_weak_typing);
   tcase_add_test(t, elab_matmul_shapes);
   tcase_add_test(t, elab_slicing_and_shapes);
+  tcase_add_test(t, elab_defaults_use_size_vars);
+  tcase_add_test(t, elab_compile_time_folding);
   tcase_add_test(t, elab_defines);
   tcase_add_test(t, elab_imports);
   tcase_add_test(t, elab_errors);

@@ -4,8 +4,8 @@
  * parameters, several outputs, a non-scalar output) these tests feed it graphs whose
  * derivative genuinely differs from finite differences: a fine staircase (floor of a
  * scaled value: AD says 0 by definition, differences see a slope of ~1) and a parameter
- * used only under stop_grad (AD says 0 on purpose, differences see its effect). The
- * report must name the failing value and only it.
+ * seen through stop_grad (AD says 0 on purpose, differences see its effect). The report
+ * must name the failing value and only it.
  */
 #include <check.h>
 #include <stdlib.h>
@@ -25,15 +25,19 @@ static ValId sum_all(Graph *g, ValId v) {
 }
 
 /* Runs the checker with its report captured in buf. */
-static int check_report(TuGraph *t, uint64_t seed, char *buf, size_t n) {
+static int check_report_opts(TuGraph *t, const GcOptions *o, char *buf, size_t n) {
   FILE *f = tmpfile();
   ck_assert_ptr_nonnull(f);
-  int rc = gc_check_entry(&t->ctx, &t->prog, t->g, seed, GC_DEFAULT_TOL, f);
+  int rc = gc_check_entry_opts(&t->ctx, &t->prog, t->g, o, f);
   rewind(f);
   size_t k = fread(buf, 1, n - 1, f);
   buf[k] = 0;
   fclose(f);
   return rc;
+}
+static int check_report(TuGraph *t, uint64_t seed, char *buf, size_t n) {
+  GcOptions o = {seed, GC_DEFAULT_TOL, NULL, 0, 0};
+  return check_report_opts(t, &o, buf, n);
 }
 
 /* 1 when the report row of `name` (the line containing it) contains `word`. */
@@ -86,8 +90,10 @@ START_TEST(test_fails_on_staircase) {
   Graph *g = t.g;
   Shape s = TU_SHAPE(4);
   ValId x = tu_input(&t, "x", DT_F64, s), z = tu_input(&t, "z", DT_F64, s);
-  ValId st = ir_binary(g, OP_MUL, ir_unary(g, OP_FLOOR, ir_binary(g, OP_MUL, x, ir_const(g, 1e6, DT_F64, &s, NL), NL), NL),
-                       ir_const(g, 1e-6, DT_F64, &s, NL), NL);
+  ValId st = ir_binary(
+      g, OP_MUL,
+      ir_unary(g, OP_FLOOR, ir_binary(g, OP_MUL, x, ir_const(g, 1e6, DT_F64, &s, NL), NL), NL),
+      ir_const(g, 1e-6, DT_F64, &s, NL), NL);
   graph_add_output(g, "L", sum_all(g, ir_binary(g, OP_ADD, st, ir_unary(g, OP_SIN, z, NL), NL)));
   char rep[4096];
   ck_assert_int_eq(check_report(&t, 2, rep, sizeof rep), 1);
@@ -97,9 +103,11 @@ START_TEST(test_fails_on_staircase) {
 }
 END_TEST
 
-/* A parameter used only under stop_grad: AD gives exactly 0 by design, differences do
- * not: the checker flags it (the documented way to spot an unintended stop_grad). */
-START_TEST(test_flags_stop_grad_param) {
+/* A parameter used only under stop_grad: AD gives exactly 0 by design. By default the
+ * checker holds stop_grad values fixed, so the differences agree (the IMM loss, whose
+ * target is the same network under stop_grad, is checkable). Seeing through stop_grad,
+ * the differences do not agree for wt: the documented way to audit stopped gradients. */
+START_TEST(test_stop_grad_held_or_seen_through) {
   TuGraph t;
   tu_graph_init(&t);
   Graph *g = t.g;
@@ -110,9 +118,14 @@ START_TEST(test_flags_stop_grad_param) {
                       ir_unary(g, OP_STOPGRAD, ir_matmul(g, x, wt, 0, 0, NL), NL), NL);
   graph_add_output(g, "L", sum_all(g, ir_binary(g, OP_MUL, d, d, NL)));
   char rep[4096];
-  ck_assert_int_eq(check_report(&t, 3, rep, sizeof rep), 1);
+  ck_assert_int_eq(check_report(&t, 3, rep, sizeof rep), 0);
+  ck_assert_ptr_nonnull(strstr(rep, "(1 stop_grad value held fixed in the differences)"));
+  ck_assert(row_has(rep, "param  wt", "ok"));
+  GcOptions o = {3, GC_DEFAULT_TOL, NULL, 0, 1};
+  ck_assert_int_eq(check_report_opts(&t, &o, rep, sizeof rep), 1);
   ck_assert(row_has(rep, "param  wt", "FAIL"));
   ck_assert(row_has(rep, "param  wa", "ok"));
+  ck_assert(row_has(rep, "input  x", "FAIL")); /* x feeds the target too */
   tu_graph_free(&t);
 }
 END_TEST
@@ -122,7 +135,8 @@ START_TEST(test_integer_inputs) {
   TuGraph t;
   tu_graph_init(&t);
   Graph *g = t.g;
-  ValId x = tu_input(&t, "x", DT_F64, TU_SHAPE(4, 3)), idx = tu_input(&t, "idx", DT_I32, TU_SHAPE(5));
+  ValId x = tu_input(&t, "x", DT_F64, TU_SHAPE(4, 3)),
+        idx = tu_input(&t, "idx", DT_I32, TU_SHAPE(5));
   graph_add_output(g, "L", sum_all(g, ir_unary(g, OP_SIN, ir_gather(g, x, idx, 0, NL), NL)));
   char rep[4096];
   ck_assert_int_eq(check_report(&t, 5, rep, sizeof rep), 0);
@@ -224,17 +238,62 @@ START_TEST(test_from_source) {
 }
 END_TEST
 
+/* The shipped programs (IMM variants, flow matching) at small sizes: their loss and the
+ * derived loss_grad (second order) check clean, stop_grad targets held fixed. */
+static void check_program(const char *file, int grouped) {
+  static const Define small[] = {
+      {"B", "8"}, {"NS", "4"}, {"hidden", "8"}, {"depth", "2"}, {"M", "4"}};
+  int nd = grouped ? 5 : 4;
+  Ctx c;
+  Program p;
+  ctx_init(&c);
+  c.promote_f64 = 1;
+  c.incdirs = xrealloc(NULL, sizeof *c.incdirs); /* ctx_free frees these */
+  c.incdirs[0] = "stdlib";
+  c.nincdirs = 1;
+  c.defines = xrealloc(NULL, sizeof small);
+  memcpy(c.defines, small, sizeof small);
+  c.ndefines = nd;
+  program_init(&p, &c);
+  int rc = fe_compile(&c, file, &p);
+  if (rc) diag_print_all(&c, stderr);
+  ck_assert_msg(rc == 0, "%s does not compile", file);
+  Graph *loss = program_find_entry(&p, "loss");
+  ck_assert_ptr_nonnull(loss);
+  Graph *lg = ad_grad_entry(&p, loss);
+  ck_assert_ptr_nonnull(lg);
+  for (uint64_t seed = 1; seed <= 2; seed++) {
+    FILE *rep = getenv("AD_VERBOSE") ? stderr : NULL;
+    ck_assert_msg(
+        gc_check_entry(&c, &p, program_find_entry(&p, "loss"), seed, GC_DEFAULT_TOL, rep) == 0,
+        "%s: loss, seed %d", file, (int)seed);
+    ck_assert_msg(gc_check_entry(&c, &p, lg, seed, GC_DEFAULT_TOL, rep) == 0,
+                  "%s: loss_grad, seed %d", file, (int)seed);
+  }
+  program_free(&p);
+  ctx_free(&c);
+}
+
+START_TEST(test_shipped_programs) {
+  check_program("graphs/imm_2d.grad", 1);
+  check_program("graphs/imm_2d_no_s.grad", 1);
+  check_program("graphs/imm_energy_2d.grad", 1);
+  check_program("graphs/fm_2d.grad", 0);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("gradcheck");
   TCase *tc = tcase_create("gradcheck");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_passes_on_correct_graph);
   tcase_add_test(tc, test_fails_on_staircase);
-  tcase_add_test(tc, test_flags_stop_grad_param);
+  tcase_add_test(tc, test_stop_grad_held_or_seen_through);
   tcase_add_test(tc, test_integer_inputs);
   tcase_add_test(tc, test_f32_warns);
   tcase_add_test(tc, test_errors_are_diagnostics);
   tcase_add_test(tc, test_from_source);
+  tcase_add_test(tc, test_shipped_programs);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -7,7 +7,9 @@
  * them down, the way llm.c checks itself against a PyTorch dump. The .grad programs
  * (golden_imm.grad, golden_fm.grad) are written with the stdlib, so this exercises the
  * front end, the interpreter and autodiff (loss gradients via ad_grad_entry, d loss/d y_t
- * via ad_vjp) on the real library code.
+ * via ad_vjp) on the real library code. Every check runs four ways (loop index = mode):
+ * f32 and f64, in the interpreter and through the compiled pipeline (cg_jit: graph passes,
+ * scheduling, LLVM), so the compiled IMM training step is pinned to the reference too.
  *
  * The reference stores weights as W (out, in) and computes h W^T + b; our nn.linear keeps
  * w as [in, out], so W is transposed on load and the gradients are transposed back.
@@ -20,6 +22,7 @@
 #include <string.h>
 
 #include "autodiff.h"
+#include "codegen.h"
 #include "frontend.h"
 #include "gradrt.h"
 #include "interp.h"
@@ -32,6 +35,8 @@ typedef struct {
   Ctx c;
   Program p;
   int f64;               /* promote_f64 */
+  int jit;               /* run through the compiled pipeline (cg_jit) instead of interp */
+  CgJit *j;              /* compiled lazily at the first run, after graphs are final */
   GrTensor *params;      /* one per Program.params */
   int layer[64], is_w[64]; /* param i -> reference layer index and W/b */
 } Golden;
@@ -97,8 +102,8 @@ static void expect_close(const GrTensor *got, const Golden *gd, const char *name
   load_as(path, GR_F64, 0, &want);
   double tol = gd->f64 ? 1e-9 : 1e-4;
   double e = rel_err(got, &want, transpose);
-  ck_assert_msg(e <= tol, "%s (%s): relative error %.3g > %.0e", name, gd->f64 ? "f64" : "f32", e,
-                tol);
+  ck_assert_msg(e <= tol, "%s (%s, %s): relative error %.3g > %.0e", name, gd->f64 ? "f64" : "f32",
+                gd->jit ? "compiled" : "interpreter", e, tol);
   gr_tensor_free(&want);
 }
 
@@ -118,10 +123,15 @@ static int param_layer(const char *name, int *is_w) {
   return atoi(seg + 7);
 }
 
-static void golden_open(Golden *gd, const char *file, const char *pdir, int f64) {
+/* mode: MODE_F64 (promote every f32 to f64) and/or MODE_JIT (compiled code) */
+enum { MODE_F64 = 1, MODE_JIT = 2 };
+
+static void golden_open(Golden *gd, const char *file, const char *pdir, int mode) {
   char path[256];
   memset(gd, 0, sizeof *gd);
+  int f64 = (mode & MODE_F64) != 0;
   gd->f64 = f64;
+  gd->jit = (mode & MODE_JIT) != 0;
   ctx_init(&gd->c);
   gd->c.promote_f64 = f64;
   gd->c.incdirs = xrealloc(NULL, sizeof *gd->c.incdirs); /* ctx_free frees it */
@@ -148,6 +158,7 @@ static void golden_open(Golden *gd, const char *file, const char *pdir, int f64)
 }
 
 static void golden_close(Golden *gd) {
+  if (gd->j) cg_jit_free(gd->j);
   for (int i = 0; i < gd->p.nparams; i++) gr_tensor_free(&gd->params[i]);
   free(gd->params);
   program_free(&gd->p);
@@ -165,7 +176,20 @@ static void run(Golden *gd, const Graph *g, const char *const *files, GrTensor *
     snprintf(path, sizeof path, "%s/%s.npy", GOLD, files[i]);
     load_as(path, g->inputs[i].dtype == DT_F64 ? GR_F64 : GR_F32, 0, &in[i]);
   }
-  int rc = interp_run(g, &gd->p, in, gd->params, outputs, 1, 0, err, sizeof err);
+  int rc;
+  if (gd->jit) {
+    if (!gd->j) {
+      CgOptions o;
+      cg_options_default(&o);
+      o.opt_level = 0; /* graph passes on, LLVM passes off: fast enough for a unit test */
+      gd->j = cg_jit_compile(&gd->c, &gd->p, &o);
+      if (!gd->j) diag_print_all(&gd->c, stderr);
+      ck_assert_msg(gd->j != NULL, "cg_jit_compile failed");
+    }
+    rc = cg_jit_run(gd->j, g->name, in, gd->params, outputs, 1, 0, err, sizeof err);
+  } else {
+    rc = interp_run(g, &gd->p, in, gd->params, outputs, 1, 0, err, sizeof err);
+  }
   ck_assert_msg(rc == 0, "%s: %s", g->name, err);
   for (int i = 0; i < g->ninputs; i++) gr_tensor_free(&in[i]);
 }
@@ -185,11 +209,11 @@ static void free_outputs(const Graph *g, GrTensor *outs) {
 
 static const char *const imm_inputs[] = {"x", "eps", "t", "s", "r"};
 
-static void check_imm_parts(int f64) {
+static void check_imm_parts(int mode) {
   Golden gd;
   GrTensor out[8];
   static const char *const names[] = {"loss", "x_t", "x_r", "y_t", "y_r", "wk", "mmd", "w"};
-  golden_open(&gd, "golden_imm.grad", "params", f64);
+  golden_open(&gd, "golden_imm.grad", "params", mode);
   const Graph *g = program_find_entry(&gd.p, "parts");
   run(&gd, g, imm_inputs, out);
   for (int k = 0; k < 8; k++) expect_close(&out[out_index(g, names[k])], &gd, names[k], 0);
@@ -197,19 +221,17 @@ static void check_imm_parts(int f64) {
   golden_close(&gd);
 }
 
-START_TEST(imm_parts_f64) { check_imm_parts(1); }
-END_TEST
-
-START_TEST(imm_parts_f32) { check_imm_parts(0); }
+/* _i = mode: 0 f32, 1 f64 (interpreter), 2 f32, 3 f64 (compiled) */
+START_TEST(imm_parts) { check_imm_parts(_i); }
 END_TEST
 
 /* loss and every parameter gradient, from the entry gradc derives for training */
 static void check_imm_grads(const char *file, const char *pdir, const char *const *inputs,
-                            const char *loss_name, const char *prefix, int f64) {
+                            const char *loss_name, const char *prefix, int mode) {
   Golden gd;
   GrTensor out[2 + 2 * NLAYERS];
   char name[64];
-  golden_open(&gd, file, pdir, f64);
+  golden_open(&gd, file, pdir, mode);
   Graph *lg = program_find_entry(&gd.p, "loss");
   ck_assert(lg != NULL);
   Graph *gg = ad_grad_entry(&gd.p, lg);
@@ -226,19 +248,17 @@ static void check_imm_grads(const char *file, const char *pdir, const char *cons
   golden_close(&gd);
 }
 
-START_TEST(imm_grads_f64) { check_imm_grads("golden_imm.grad", "params", imm_inputs, "loss", "", 1); }
-END_TEST
-
-START_TEST(imm_grads_f32) { check_imm_grads("golden_imm.grad", "params", imm_inputs, "loss", "", 0); }
+/* _i = mode: 0 f32, 1 f64 (interpreter), 2 f32, 3 f64 (compiled) */
+START_TEST(imm_grads) { check_imm_grads("golden_imm.grad", "params", imm_inputs, "loss", "", _i); }
 END_TEST
 
 /* d loss / d y_t through ad_vjp on the loss written as a function of the particles */
-static void check_grad_y_t(int f64) {
+static void check_grad_y_t(int mode) {
   Golden gd;
   GrTensor out[2];
   static const char *const f64_in[] = {"expected/y_t", "expected/y_r", "t", "s"};
   static const char *const f32_in[] = {"expected_f32/y_t", "expected_f32/y_r", "t", "s"};
-  golden_open(&gd, "golden_imm.grad", "params", f64);
+  golden_open(&gd, "golden_imm.grad", "params", mode);
   Graph *g = program_find_entry(&gd.p, "loss_of_y");
   ck_assert(g != NULL && g->noutputs == 1);
   ValId wrt[4], grads[4];
@@ -250,17 +270,15 @@ static void check_grad_y_t(int f64) {
   ValId total = grads[0];
   for (int i = 1; i < nw; i++) total = ir_must(g, ir_binary(g, OP_ADD, total, grads[i], SRCLOC_NONE));
   graph_add_output(g, "grad_y_t", total);
-  run(&gd, g, f64 ? f64_in : f32_in, out);
+  run(&gd, g, gd.f64 ? f64_in : f32_in, out);
   expect_close(&out[0], &gd, "loss", 0);
   expect_close(&out[1], &gd, "grad_y_t", 0);
   free_outputs(g, out);
   golden_close(&gd);
 }
 
-START_TEST(imm_grad_y_t_f64) { check_grad_y_t(1); }
-END_TEST
-
-START_TEST(imm_grad_y_t_f32) { check_grad_y_t(0); }
+/* _i = mode: 0 f32, 1 f64 (interpreter), 2 f32, 3 f64 (compiled) */
+START_TEST(imm_grad_y_t) { check_grad_y_t(_i); }
 END_TEST
 
 /* r(s, t) in f64 from (t, s), against the reference's r */
@@ -268,7 +286,7 @@ START_TEST(imm_r_of_t) {
   Golden gd;
   GrTensor out[1], want;
   static const char *const in[] = {"t", "s"};
-  golden_open(&gd, "golden_imm.grad", "params", 1);
+  golden_open(&gd, "golden_imm.grad", "params", MODE_F64);
   const Graph *g = program_find_entry(&gd.p, "r_from");
   run(&gd, g, in, out);
   load_as(GOLD "/r.npy", GR_F64, 0, &want);
@@ -280,13 +298,13 @@ START_TEST(imm_r_of_t) {
 }
 END_TEST
 
-static void check_samplers(const char *file, const char *pdir, const char *prefix, int f64) {
+static void check_samplers(const char *file, const char *pdir, const char *prefix, int mode) {
   Golden gd;
   GrTensor out[1];
   char entry[32], name[64];
   static const char *const in[] = {"z"};
   static const int steps[] = {1, 2, 4};
-  golden_open(&gd, file, pdir, f64);
+  golden_open(&gd, file, pdir, mode);
   for (int i = 0; i < 3; i++) {
     snprintf(entry, sizeof entry, "sample_%d", steps[i]);
     snprintf(name, sizeof name, "%s_sample_%d", prefix, steps[i]);
@@ -298,48 +316,36 @@ static void check_samplers(const char *file, const char *pdir, const char *prefi
   golden_close(&gd);
 }
 
-START_TEST(imm_samplers_f64) { check_samplers("golden_imm.grad", "params", "imm", 1); }
-END_TEST
-
-START_TEST(imm_samplers_f32) { check_samplers("golden_imm.grad", "params", "imm", 0); }
+/* _i = mode: 0 f32, 1 f64 (interpreter), 2 f32, 3 f64 (compiled) */
+START_TEST(imm_samplers) { check_samplers("golden_imm.grad", "params", "imm", _i); }
 END_TEST
 
 /* ---- flow matching ---------------------------------------------------------------------- */
 
 static const char *const fm_inputs[] = {"x", "eps", "t_fm"};
 
-START_TEST(fm_grads_f64) { check_imm_grads("golden_fm.grad", "params_fm", fm_inputs, "fm_loss", "fm_", 1); }
+/* _i = mode: 0 f32, 1 f64 (interpreter), 2 f32, 3 f64 (compiled) */
+START_TEST(fm_grads) { check_imm_grads("golden_fm.grad", "params_fm", fm_inputs, "fm_loss", "fm_", _i); }
 END_TEST
 
-START_TEST(fm_grads_f32) { check_imm_grads("golden_fm.grad", "params_fm", fm_inputs, "fm_loss", "fm_", 0); }
-END_TEST
-
-START_TEST(fm_samplers_f64) { check_samplers("golden_fm.grad", "params_fm", "fm", 1); }
-END_TEST
-
-START_TEST(fm_samplers_f32) { check_samplers("golden_fm.grad", "params_fm", "fm", 0); }
+/* _i = mode: 0 f32, 1 f64 (interpreter), 2 f32, 3 f64 (compiled) */
+START_TEST(fm_samplers) { check_samplers("golden_fm.grad", "params_fm", "fm", _i); }
 END_TEST
 
 static Suite *golden_suite(void) {
   Suite *s = suite_create("imm_golden");
   TCase *tc = tcase_create("imm");
   tcase_set_timeout(tc, 60);
-  tcase_add_test(tc, imm_parts_f64);
-  tcase_add_test(tc, imm_parts_f32);
-  tcase_add_test(tc, imm_grads_f64);
-  tcase_add_test(tc, imm_grads_f32);
-  tcase_add_test(tc, imm_grad_y_t_f64);
-  tcase_add_test(tc, imm_grad_y_t_f32);
+  tcase_add_loop_test(tc, imm_parts, 0, 4);
+  tcase_add_loop_test(tc, imm_grads, 0, 4);
+  tcase_add_loop_test(tc, imm_grad_y_t, 0, 4);
   tcase_add_test(tc, imm_r_of_t);
-  tcase_add_test(tc, imm_samplers_f64);
-  tcase_add_test(tc, imm_samplers_f32);
+  tcase_add_loop_test(tc, imm_samplers, 0, 4);
   suite_add_tcase(s, tc);
   TCase *fm = tcase_create("fm");
   tcase_set_timeout(fm, 60);
-  tcase_add_test(fm, fm_grads_f64);
-  tcase_add_test(fm, fm_grads_f32);
-  tcase_add_test(fm, fm_samplers_f64);
-  tcase_add_test(fm, fm_samplers_f32);
+  tcase_add_loop_test(fm, fm_grads, 0, 4);
+  tcase_add_loop_test(fm, fm_samplers, 0, 4);
   suite_add_tcase(s, fm);
   return s;
 }

@@ -154,7 +154,7 @@ START_TEST(fashion_mnist_if_installed) {
     return; /* the data set is optional on a build machine */
   char err[512];
   GrData d;
-  ck_assert_msg(gr_data_open(&d, "fashion-mnist", 0, 1, err, sizeof err) == 0, "%s", err); /* eval: t10k */
+  ck_assert_msg(gr_data_open(&d, "fashion_mnist", 0, 1, err, sizeof err) == 0, "%s", err); /* eval: t10k */
   ck_assert_int_eq(d.nrows, 10000);
   ck_assert_int_eq(d.row_elems, 784);
   ck_assert(d.has_labels);

@@ -182,6 +182,7 @@ START_TEST(corrupt_checkpoint_refused) {
   free(b);
   char *e = captured();
   ck_assert_msg(strstr(e, "trunc.safetensors") && strstr(e, "lie.safetensors") && strstr(e, "missing.safetensors"), "%s", e);
+  ck_assert_msg(strstr(e, "train first: fakeprog train --ckpt"), "%s", e);
   free(e);
 }
 END_TEST
@@ -233,8 +234,37 @@ START_TEST(interrupt_checkpoints_and_resumes) {
 }
 END_TEST
 
+START_TEST(optimizers_end_to_end) {
+  const char *opts[4] = {"sgd", "adam", "adamw", "radam"};
+  for (int k = 0; k < 4; k++) {
+    char ck[64], log[64];
+    snprintf(ck, sizeof ck, "@%s.safetensors", opts[k]);
+    snprintf(log, sizeof log, "@%s.csv", opts[k]);
+    ck_assert_int_eq(run(FAKE_PLAIN, "train", "--steps", "40", "--every", "40", "--optimizer", opts[k], "--lr", "0.05",
+                         "--weight-decay", "0.001", "--clip", "1", "--schedule", "warmup_cosine", "--warmup", "5",
+                         "--ckpt", ck, "--log", log, "--quiet", NULL), 0);
+  }
+  char path[600], err[512];
+  snprintf(path, sizeof path, "%s/sgd.safetensors", dir);
+  GrStFile f;
+  ck_assert_msg(gr_st_read(path, &f, err, sizeof err) == 0, "%s", err);
+  ck_assert_ptr_nonnull(gr_st_find(&f, "momentum/net.w"));
+  ck_assert_ptr_null(gr_st_find(&f, "adam_m/net.w"));
+  ck_assert_str_eq(gr_st_meta(&f, "optimizer"), "sgd");
+  gr_st_free(&f);
+  ck_assert(!same_file("adam.safetensors", "adamw.safetensors"));
+  /* resuming with another optimizer is refused: its state is missing */
+  capture_stderr();
+  ck_assert_int_ne(run(FAKE_PLAIN, "train", "--steps", "50", "--resume", "--optimizer", "adam", "--ckpt", "@sgd.safetensors", NULL), 0);
+  ck_assert_int_ne(run(FAKE_PLAIN, "train", "--optimizer", "lion", NULL), 0);
+  char *e = captured();
+  ck_assert_msg(strstr(e, "trained with optimizer 'sgd'") && strstr(e, "unknown optimizer 'lion'"), "%s", e);
+  free(e);
+}
+END_TEST
+
 START_TEST(data_matches_training_stream) {
-  ck_assert_int_eq(run(FAKE_PLAIN, "data", "-n", "100", "--out", "@d.npy", "--seed", "3", "--quiet", NULL), 0);
+  ck_assert_int_eq(run(FAKE_PLAIN, "data", "-n", "100", "--out", "@d.npy", "--labels", "@l.npy", "--seed", "3", "--quiet", NULL), 0);
   char path[600], err[512];
   snprintf(path, sizeof path, "%s/d.npy", dir);
   GrTensor t;
@@ -247,6 +277,14 @@ START_TEST(data_matches_training_stream) {
   float want[200];
   ck_assert_int_eq(gr_data_rows(&d, 0, 100, want, NULL, err, sizeof err), 0);
   ck_assert(memcmp(want, t.data, sizeof want) == 0);
+  GrTensor l;
+  snprintf(path, sizeof path, "%s/l.npy", dir);
+  ck_assert_msg(gr_npy_read(path, &l, err, sizeof err) == 0, "%s", err);
+  ck_assert(l.dtype == GR_I32 && l.rank == 1 && l.dims[0] == 100);
+  int32_t wl[100];
+  ck_assert_int_eq(gr_data_rows(&d, 0, 100, NULL, wl, err, sizeof err), 0);
+  ck_assert(memcmp(wl, l.data, sizeof wl) == 0);
+  gr_tensor_free(&l);
   gr_data_close(&d);
   gr_tensor_free(&t);
   ck_assert_int_eq(run(FAKE_PLAIN, "info", NULL), 0);
@@ -301,6 +339,7 @@ START_TEST(bad_flags) {
   ck_assert_int_ne(run(FAKE_PLAIN, "train", "--data", "nosuchset", "--ckpt", "@a.safetensors", NULL), 0);
   ck_assert_int_ne(run(FAKE_PLAIN, "train", "--data", "@missing.npy", "--ckpt", "@a.safetensors", NULL), 0);
   ck_assert_int_eq(run(FAKE_PLAIN, "--help", NULL), 0);
+  ck_assert_int_eq(run(FAKE_PLAIN, "train", "--lr", "0.5", "--help", NULL), 0);
   char *e = captured();
   ck_assert_msg(strstr(e, "batch size is fixed at compile time (B=64): rebuild with gradc build -D B=..."), "%s", e);
   ck_assert_msg(strstr(e, "nosuchset") && strstr(e, "missing.npy"), "%s", e);
@@ -369,6 +408,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, unwritable_paths);
   tcase_add_test(tc, nonfinite_loss_stops);
   tcase_add_test(tc, interrupt_checkpoints_and_resumes);
+  tcase_add_test(tc, optimizers_end_to_end);
   tcase_add_test(tc, data_matches_training_stream);
   tcase_add_test(tc, sample_and_eval);
   tcase_add_test(tc, gradcheck_paths);

@@ -2,6 +2,7 @@
  * of malformed headers), IDX (plain and gzip, malformed), PNG (decoded here with zlib:
  * signature, chunk CRCs, IHDR, pixels). */
 #include <check.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,15 @@
 
 #include "rt.h"
 #include "testutil.h"
+
+/* Number of leftover temp files ("*.tmp.*") in dir. */
+static int temp_files(const char *dir) {
+  DIR *d = opendir(dir);
+  int n = 0;
+  for (struct dirent *e; d && (e = readdir(d)) != NULL;) n += strstr(e->d_name, ".tmp.") != NULL;
+  if (d) closedir(d);
+  return n;
+}
 
 /* ---- safetensors ---------------------------------------------------------------------- */
 START_TEST(st_round_trip) {
@@ -41,8 +51,13 @@ START_TEST(st_round_trip) {
   ck_assert_int_eq(f.buf[8], '{');
   ck_assert_int_eq(f.len, 8 + hl + sizeof a + sizeof b + sizeof c);
   gr_st_free(&f);
-  /* no temp files left behind */
-  snprintf(path, sizeof path, "%s/x.safetensors.tmp", dir);
+  /* overwriting works, and no temp files are left behind */
+  snprintf(path, sizeof path, "%s/x.safetensors", dir);
+  ck_assert_msg(gr_st_write(path, t, 2, meta, 1, err, sizeof err) == 0, "%s", err);
+  ck_assert_msg(gr_st_read(path, &f, err, sizeof err) == 0, "%s", err);
+  ck_assert_int_eq(f.nt, 2);
+  gr_st_free(&f);
+  ck_assert_int_eq(temp_files(dir), 0);
   tu_rmtree(dir);
   free(dir);
 }
@@ -324,10 +339,13 @@ START_TEST(png_round_trip) {
   ck_assert(gr_png_grid(path, imgs, 5, 4, 4, err, sizeof err) == 0);
   d = png_decode(path, &w, &h, &ch);
   ck_assert_ptr_nonnull(d);
-  ck_assert(w == 3 * 6 + 2 && h == 2 * 6 + 2 && ch == 1);
+  ck_assert(w == 3 * 10 + 2 && h == 2 * 10 + 2 && ch == 1); /* 4x4 drawn at 2x + 2 gap */
   ck_assert_int_eq(d[2 * w + 2], 0);     /* first image, black */
-  ck_assert_int_eq(d[2 * w + 8], 255);   /* second image, white */
+  ck_assert_int_eq(d[9 * w + 9], 0);
+  ck_assert_int_eq(d[2 * w + 12], 255);  /* second image, white */
+  ck_assert_int_eq(d[2 * w + 10], 128);  /* gap */
   free(d);
+  ck_assert_int_eq(temp_files(dir), 0);
   ck_assert(gr_png_write("/nonexistent/a.png", pix, 3, 2, 3, err, sizeof err) != 0);
   ck_assert_msg(strstr(err, "/nonexistent/a.png"), "%s", err);
   tu_rmtree(dir);

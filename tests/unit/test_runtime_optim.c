@@ -21,7 +21,7 @@ START_TEST(sgd_momentum_by_hand) {
   float w = 1, g = 0.5f, buf = 0, unused = 0;
   const double want[3] = {0.95, 0.855, 0.7195}; /* buf: 0.5, 0.95, 1.355 */
   for (int t = 1; t <= 3; t++) {
-    gr_opt_step(&c, &w, &g, &buf, &unused, 1, t, 0.1);
+    gr_opt_step(NULL, &c, &w, &g, &buf, &unused, 1, t, 0.1);
     ck_assert_msg(fabs(w - want[t - 1]) < 1e-6, "step %d: %.9g vs %.9g", t, w, want[t - 1]);
   }
   ck_assert(fabs(buf - 1.355) < 1e-6);
@@ -33,7 +33,7 @@ START_TEST(adam_constant_gradient_by_hand) {
   GrOptConfig c = cfg(GR_OPT_ADAM);
   float w[2] = {1, -2}, g[2] = {0.5f, -3}, m[2] = {0}, v[2] = {0};
   for (int t = 1; t <= 5; t++) {
-    gr_opt_step(&c, w, g, m, v, 2, t, 0.1);
+    gr_opt_step(NULL, &c, w, g, m, v, 2, t, 0.1);
     ck_assert(fabs(w[0] - (1 - 0.1 * t)) < 1e-6);
     ck_assert(fabs(w[1] - (-2 + 0.1 * t)) < 1e-6);
   }
@@ -46,13 +46,13 @@ START_TEST(adamw_by_hand) {
   GrOptConfig c = cfg(GR_OPT_ADAMW);
   c.weight_decay = 0.1;
   float w = 1, g = 0.5f, m = 0, v = 0;
-  gr_opt_step(&c, &w, &g, &m, &v, 1, 1, 0.1);
+  gr_opt_step(NULL, &c, &w, &g, &m, &v, 1, 1, 0.1);
   ck_assert_msg(fabs(w - 0.89) < 1e-6, "%.9g", w); /* 1 - 0.1*0.1*1 - 0.1 */
   /* Adam with the same weight decay adds it to the gradient instead: different result */
   GrOptConfig a = cfg(GR_OPT_ADAM);
   a.weight_decay = 0.1;
   float w2 = 1, m2 = 0, v2 = 0;
-  gr_opt_step(&a, &w2, &g, &m2, &v2, 1, 1, 0.1);
+  gr_opt_step(NULL, &a, &w2, &g, &m2, &v2, 1, 1, 0.1);
   ck_assert(fabs(w2 - 0.9) < 1e-6); /* g' = 0.6, still a sign step */
   ck_assert(fabs(m2 - 0.06) < 1e-7);
 }
@@ -62,7 +62,7 @@ START_TEST(radam_first_steps_by_hand) {
   /* rho_inf = 1999; rho_1 = 1999 - 2 * 0.999 / 0.001 = 1 <= 5: un-adapted step lr * mhat */
   GrOptConfig c = cfg(GR_OPT_RADAM);
   float w = 1, g = 0.5f, m = 0, v = 0;
-  gr_opt_step(&c, &w, &g, &m, &v, 1, 1, 0.1);
+  gr_opt_step(NULL, &c, &w, &g, &m, &v, 1, 1, 0.1);
   ck_assert_msg(fabs(w - 0.95) < 1e-6, "%.9g", w);
 }
 END_TEST
@@ -96,7 +96,7 @@ START_TEST(adam_family_vs_reference) {
     for (int t = 1; t <= 12; t++) {
       float g[3];
       for (int i = 0; i < 3; i++) g[i] = (float)(sin(t * 1.3 + i) * (i + 1));
-      gr_opt_step(&c, w, g, m, v, 3, t, 0.05);
+      gr_opt_step(NULL, &c, w, g, m, v, 3, t, 0.05);
       for (int i = 0; i < 3; i++) ref_adam(kinds[k], &rw[i], g[i], &rm[i], &rv[i], t, 0.05, 0.01);
     }
     for (int i = 0; i < 3; i++)
@@ -113,7 +113,7 @@ START_TEST(sgd_weight_decay_vs_reference) {
   double rw = 2, rb = 0;
   for (int t = 1; t <= 6; t++) {
     float g = (float)(t % 3) - 1;
-    gr_opt_step(&c, &w, &g, &buf, &un, 1, t, 0.2);
+    gr_opt_step(NULL, &c, &w, &g, &buf, &un, 1, t, 0.2);
     rb = 0.5 * rb + g + 0.1 * rw;
     rw -= 0.2 * rb;
   }
@@ -158,16 +158,54 @@ START_TEST(clip_and_ema) {
   float a[1] = {3}, b[1] = {4};
   float *g[2] = {a, b};
   int64_t n[2] = {1, 1};
-  double norm = gr_grad_norm(g, n, 2);
+  double norm = gr_grad_norm(NULL, g, n, 2);
   ck_assert(fabs(norm - 5) < 1e-12);
-  ck_assert(gr_clip_scale(g, n, 2, norm, 10) == 1.0 && a[0] == 3);
-  gr_clip_scale(g, n, 2, norm, 1);
+  ck_assert(gr_clip_scale(NULL, g, n, 2, norm, 10) == 1.0 && a[0] == 3);
+  gr_clip_scale(NULL, g, n, 2, norm, 1);
   ck_assert(fabs(a[0] - 0.6) < 1e-7 && fabs(b[0] - 0.8) < 1e-7);
-  gr_clip_scale(g, n, 2, 1, 0); /* clip 0: off */
+  gr_clip_scale(NULL, g, n, 2, 1, 0); /* clip 0: off */
   ck_assert(fabs(a[0] - 0.6) < 1e-7);
   float ema[2] = {1, 2}, w[2] = {0, 4};
-  gr_ema_update(ema, w, 2, 0.9);
+  gr_ema_update(NULL, ema, w, 2, 0.9);
   ck_assert(fabs(ema[0] - 0.9) < 1e-7 && fabs(ema[1] - 2.2) < 1e-6);
+}
+END_TEST
+
+/* Large arrays split over a pool give the same bits as inline. */
+START_TEST(pooled_updates_match_inline) {
+  enum { N = 100003 };
+  float *w[2], *g[2], *m[2], *v[2], *e[2];
+  for (int r = 0; r < 2; r++) {
+    w[r] = malloc(N * sizeof(float)), g[r] = malloc(N * sizeof(float)), m[r] = calloc(N, sizeof(float));
+    v[r] = calloc(N, sizeof(float)), e[r] = malloc(N * sizeof(float));
+    for (int i = 0; i < N; i++) {
+      w[r][i] = (float)gr_normal_f64(1, 0, 3, (uint64_t)i);
+      g[r][i] = (float)gr_normal_f64(2, 0, 3, (uint64_t)i);
+      e[r][i] = w[r][i];
+    }
+  }
+  GrRunCtx inl = {0, 0, NULL}, par = {0, 0, gr_pool_create(3)};
+  GrRunCtx *rcs[2] = {&inl, &par};
+  double norms[2];
+  for (int r = 0; r < 2; r++) {
+    int64_t n = N;
+    norms[r] = gr_grad_norm(rcs[r], &g[r], &n, 1);
+    gr_clip_scale(rcs[r], &g[r], &n, 1, norms[r], 10.0);
+    for (int k = 0; k < 4; k++) {
+      GrOptConfig c = cfg((GrOptKind)k);
+      c.weight_decay = 0.01;
+      for (int t = 1; t <= 3; t++) gr_opt_step(rcs[r], &c, w[r], g[r], m[r], v[r], N, t, 0.01);
+    }
+    gr_ema_update(rcs[r], e[r], w[r], N, 0.99);
+  }
+  ck_assert(norms[0] == norms[1]);
+  ck_assert(fabs(norms[0] - sqrt((double)N)) < 0.02 * sqrt((double)N)); /* N standard normals */
+  ck_assert(memcmp(w[0], w[1], N * sizeof(float)) == 0);
+  ck_assert(memcmp(m[0], m[1], N * sizeof(float)) == 0 && memcmp(v[0], v[1], N * sizeof(float)) == 0);
+  ck_assert(memcmp(e[0], e[1], N * sizeof(float)) == 0);
+  ck_assert(memcmp(g[0], g[1], N * sizeof(float)) == 0);
+  gr_pool_destroy(par.pool);
+  for (int r = 0; r < 2; r++) free(w[r]), free(g[r]), free(m[r]), free(v[r]), free(e[r]);
 }
 END_TEST
 
@@ -199,7 +237,9 @@ START_TEST(pool_covers_each_index_once) {
         memset(hits, 0, 10000 * sizeof *hits);
         PoolEnv e = {hits, &rc, 0};
         gr_parallel_for(&rc, ns[k], grain, mark, &e);
-        for (int64_t i = 0; i < 5000; i++) ck_assert_int_eq(hits[i], i < ns[k]);
+        int64_t bad = 0;
+        for (int64_t i = 0; i < 5000; i++) bad += hits[i] != (i < ns[k]);
+        ck_assert_msg(bad == 0, "threads %d n %lld grain %lld: %lld indices wrong", th, (long long)ns[k], (long long)grain, (long long)bad);
       }
     memset(hits, 0, 10000 * sizeof *hits);
     PoolEnv e = {hits, &rc, 1};
@@ -226,6 +266,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, names_parse);
   tcase_add_test(tc, schedules);
   tcase_add_test(tc, clip_and_ema);
+  tcase_add_test(tc, pooled_updates_match_inline);
   tcase_add_test(tc, pool_covers_each_index_once);
   suite_add_tcase(s, tc);
   return s;

@@ -453,6 +453,63 @@ START_TEST(target_branch_has_no_gradient) {
 }
 END_TEST
 
+/* The whole loss for cosine / Simple-EDM / t - s input / RBF / U-statistic / (a, b) = (2, 4),
+ * with a closed-form "network" g(x, t, s') = sin(x) t + s', recomputed here in C. */
+static void toy_onestep(const double *x, double t, double s, double *y) {
+  Sched a = closed_form(s, 1), b = closed_form(t, 1);
+  double nt = b.alpha * b.alpha + b.sigma * b.sigma, cin = 1 / (0.5 * sqrt(nt));
+  double skip = (a.alpha * b.alpha + a.sigma * b.sigma) / nt;
+  double cout = -0.5 * (a.alpha * b.sigma - b.alpha * a.sigma) / sqrt(nt);
+  for (int d = 0; d < DD; d++) y[d] = skip * x[d] + cout * (sin(cin * x[d]) * t + (t - s));
+}
+
+START_TEST(loss_all_switches_closed_form) {
+  double x[B * DD], n[B * DD], t[G], s[G], r[G];
+  loss_inputs(x, n, t, s, r);
+  Prog pg;
+  GrTensor o[5];
+  const double *in[] = {x, n, t, s, r};
+  prog_open(&pg, "tests/stdlib/losses.grad", NULL, 0);
+  const Graph *g = entry(&pg, "loss_toy");
+  run_graph(&pg, g, in, o);
+  double yt[B * DD], yr[B * DD], total = 0;
+  for (int i = 0; i < B; i++) {
+    int gi = i / M;
+    double xt[DD], xr[DD];
+    Sched at = closed_form(t[gi], 1), ar = closed_form(r[gi], 1);
+    for (int d = 0; d < DD; d++) {
+      xt[d] = at.alpha * x[i * DD + d] + at.sigma * 0.5 * n[i * DD + d];
+      xr[d] = ar.alpha * x[i * DD + d] + ar.sigma * 0.5 * n[i * DD + d];
+    }
+    toy_onestep(xt, t[gi], s[gi], &yt[i * DD]);
+    toy_onestep(xr, r[gi], s[gi], &yr[i * DD]);
+  }
+  for (int i = 0; i < B * DD; i++) {
+    NEAR(D64(&o[3])[i], yt[i], 1e-13, "y_t", i);
+    NEAR(D64(&o[4])[i], yr[i], 1e-13, "y_r", i);
+  }
+  for (int gi = 0; gi < G; gi++) {
+    Sched a = closed_form(s[gi], 1), b = closed_form(t[gi], 1);
+    double cout = -0.5 * (a.alpha * b.sigma - b.alpha * a.sigma); /* alpha^2 + sigma^2 = 1 */
+    double ell = fabs(cout) * DD, u = 0;
+    for (int j = 0; j < M; j++)
+      for (int k = 0; k < M; k++) {
+        if (j == k) continue;
+        double ptt = pdist(yt, yt, gi, j, k), prr = pdist(yr, yr, gi, j, k), ptr = pdist(yt, yr, gi, j, k);
+        u += exp(-ptt * ptt / (ell * ell)) + exp(-prr * prr / (ell * ell)) - 2 * exp(-ptr * ptr / (ell * ell));
+      }
+    u /= M * (M - 1);
+    double w = 0.5 / (1 + exp(b.lambda - 4.0)) * b.ndl * b.alpha * b.alpha / (b.alpha * b.alpha + b.sigma * b.sigma);
+    NEAR(D64(&o[1])[gi], u, 1e-12, "mmd (U, rbf)", gi);
+    NEAR(D64(&o[2])[gi], w, 1e-12, "w (cosine, a = 2, b = 4)", gi);
+    total += w * u / G;
+  }
+  NEAR(D64(&o[0])[0], total, 1e-12, "loss", 0);
+  free_outs(g, o);
+  prog_close(&pg);
+}
+END_TEST
+
 START_TEST(onestep_identity_and_samplers) {
   double x[B * DD], t[B];
   for (int i = 0; i < B * DD; i++) x[i] = 0.5 * sin(2.3 * i);
@@ -539,6 +596,7 @@ static Suite *stdlib_suite(void) {
   tcase_add_test(lc, mmd_invariants);
   tcase_add_test(lc, mmd_m1_consistency);
   tcase_add_test(lc, target_branch_has_no_gradient);
+  tcase_add_test(lc, loss_all_switches_closed_form);
   tcase_add_test(lc, onestep_identity_and_samplers);
   tcase_add_test(lc, nn_blocks);
   suite_add_tcase(s, lc);
