@@ -156,18 +156,19 @@ static int setup(Bench *b, const char *entry) {
 }
 
 /* One training step, as runtime/driver.c train_step does it (EMA off: a copy). */
-static void train_step(Bench *b, int64_t step, float *ema_copy) {
+static void train_step(Bench *b, int64_t step, float *ema_copy, GrPool *pool) {
   int64_t rows = b->data.dims[0], first = (step * b->B) % rows;
   const float *src = b->data.data;
   for (int64_t r = 0; r < b->B; r++)
     memcpy(b->x + r * b->D, src + ((first + r) % rows) * b->D, (size_t)b->D * 4);
   cg_jit_call(b->jit, "loss_grad", b->args, 0, (uint64_t)step);
   int np = b->p.nparams;
-  double gn = gr_grad_norm(NULL, b->grads, b->numel, np);
+  GrRunCtx rc = {0, (uint64_t)step, pool};
+  double gn = gr_grad_norm(&rc, b->grads, b->numel, np);
   (void)gn;
   GrOptConfig oc = {GR_OPT_ADAM, 0.9, 0.999, 1e-8, 0, 0.9};
   for (int i = 0; i < np; i++) {
-    gr_opt_step(NULL, &oc, b->params[i].data, b->grads[i], b->m[i], b->v[i], b->numel[i], step + 1, 1e-3);
+    gr_opt_step(&rc, &oc, b->params[i].data, b->grads[i], b->m[i], b->v[i], b->numel[i], step + 1, 1e-3);
     memcpy(ema_copy, b->params[i].data, (size_t)b->numel[i] * 4);
   }
 }
@@ -207,7 +208,7 @@ static int cmp_double(const void *a, const void *b) {
 
 /* rates: steps per wall second of each block (sorted); cpu: steps per CPU second of the
  * process (all threads), the stable measure for 1-thread runs on a shared machine. */
-static int run(Bench *b, const BenchOpts *o, double *rates, double *cpu) {
+static int run(Bench *b, const BenchOpts *o, double *rates, double *cpu, GrPool *pool) {
   int train = !strcmp(o->mode, "train");
   int64_t maxn = 0;
   for (int i = 0; i < b->p.nparams; i++) maxn = b->numel[i] > maxn ? b->numel[i] : maxn;
@@ -215,7 +216,7 @@ static int run(Bench *b, const BenchOpts *o, double *rates, double *cpu) {
   if (!ema) return die("out of memory", NULL);
   int64_t step = 0;
   for (int w = 0; w < o->warmup; w++, step++) {
-    if (train) train_step(b, step, ema);
+    if (train) train_step(b, step, ema, pool);
     else sample_call(b, o->sample_steps, o->T);
   }
   if (train && !isfinite(*b->loss)) {
@@ -225,7 +226,7 @@ static int run(Bench *b, const BenchOpts *o, double *rates, double *cpu) {
   for (int k = 0; k < o->blocks; k++) {
     double t0 = now(), c0 = cpu_now();
     for (int s = 0; s < o->steps; s++, step++) {
-      if (train) train_step(b, step, ema);
+      if (train) train_step(b, step, ema, pool);
       else sample_call(b, o->sample_steps, o->T);
     }
     rates[k] = o->steps / (now() - t0);
@@ -315,7 +316,7 @@ int main(int argc, char **argv) {
   GrPool *pool = gr_pool_create(o.threads);
   cg_jit_set_pool(b.jit, pool);
   double *rates = calloc((size_t)o.blocks, sizeof *rates), *cpu = calloc((size_t)o.blocks, sizeof *cpu);
-  if (!rates || !cpu || run(&b, &o, rates, cpu)) return 1;
+  if (!rates || !cpu || run(&b, &o, rates, cpu, pool)) return 1;
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   printf("{\"side\": \"gradc-jit\", \"mode\": \"%s\", \"batch\": %lld, \"dim\": %lld, \"threads\": %d, "

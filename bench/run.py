@@ -100,8 +100,8 @@ def peak():
 # ---- running a child and measuring it -------------------------------------------------------
 
 def run_measured(argv, env):
-    """Runs argv, reaping it with os.wait4 for its own peak RSS.
-    Returns (stdout, stderr, exit code, wall seconds, peak RSS in KiB)."""
+    """Runs argv, reaping it with os.wait4 for its own peak RSS and CPU time.
+    Returns (stdout, stderr, exit code, wall seconds, peak RSS in KiB, CPU seconds)."""
     t0 = time.perf_counter()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                          text=True, cwd=ROOT)
@@ -109,7 +109,7 @@ def run_measured(argv, env):
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
-    return out, err, p.returncode, wall, ru.ru_maxrss
+    return out, err, p.returncode, wall, ru.ru_maxrss, ru.ru_utime + ru.ru_stime
 
 
 def thread_env(n, side="torch"):
@@ -140,7 +140,7 @@ def run_torch(cfg):
             "--blocks", str(blocks()), "--warmup", "3"]
     if sstep:
         argv += ["--sample-steps", str(sstep)]
-    out, err, rc, _, rss = run_measured(argv, thread_env(threads))
+    out, err, rc, _, rss, _ = run_measured(argv, thread_env(threads))
     if rc != 0:
         return {"error": (err.strip().splitlines() or ["exit %d" % rc])[-1]}
     row = json.loads(out.strip().splitlines()[-1])
@@ -204,13 +204,15 @@ class GradcSide:
             return self.exes[key]
         graph, dim, batch = key
         exe = os.path.join(BDIR, "%s_d%d_b%d" % key)
+        if os.path.exists(self.ckpt(exe)):
+            os.remove(self.ckpt(exe))  # a checkpoint of an older build may not match
         argv = [GRADC, "build", self.graph(graph), "-o", exe, "-D", "B=%d" % batch,
-                "-D", "D=%d" % dim]
-        t0 = time.perf_counter()
-        r = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
-        self.compile_s[key] = time.perf_counter() - t0
-        if r.returncode != 0 or not os.access(exe, os.X_OK):
-            msg = (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[0]
+                "-D", "D=%d" % dim, "--time"]
+        out, err, rc, wall, _, cpu = run_measured(argv, dict(os.environ))
+        self.compile_s[key] = parse_stage_times(err, wall)
+        self.compile_s[key]["cpu incl. link"] = cpu
+        if rc != 0 or not os.access(exe, os.X_OK):
+            msg = (err.strip().splitlines() or ["exit %d" % rc])[0]
             self.reason = "gradc build %s failed: %s" % (os.path.relpath(argv[2], ROOT), msg)
             self.exes[key] = None
             return None
@@ -259,7 +261,7 @@ class GradcSide:
                 "--steps", str(steps_per_block(kind, dim, batch, sstep or 1))]
         if kind == "sample":
             argv += ["--sample-steps", str(sstep), "--T", "0.994" if net == "imm" else "1.0"]
-        out, err, rc, _, rss = run_measured(argv, thread_env(threads, "gradc"))
+        out, err, rc, _, rss, _ = run_measured(argv, thread_env(threads, "gradc"))
         if rc != 0:
             return {"error": "gradc_jit_bench exited %d: %s" % (
                 rc, (err.strip().splitlines() or [""])[0])}
@@ -310,20 +312,41 @@ class GradcSide:
         if base[2] != 0:
             return {"error": "%s exited %d: %s" % (os.path.basename(exe), base[2],
                                                     (base[1].strip().splitlines() or [""])[-1])}
-        rates, rss = [], base[4]
+        # sampling keeps all n x batch samples for the output file: its RSS is taken
+        # from the short runs (3 batches), training's from the long ones
+        rates, cpu_rates, rss = [], [], base[4]
         for _ in range(blocks()):
             short = run_measured(self.command(exe, cfg, 3), env)
             long_ = run_measured(self.command(exe, cfg, 3 + k), env)
-            if long_[2] != 0:
-                return {"error": "%s exited %d" % (os.path.basename(exe), long_[2])}
-            rss = max(rss, long_[4])
-            dt = long_[3] - short[3]
+            if long_[2] != 0 or short[2] != 0:
+                return {"error": "%s exited %d" % (os.path.basename(exe), long_[2] or short[2])}
+            rss = max(rss, short[4] if kind == "sample" else long_[4])
+            dt, dc = long_[3] - short[3], long_[5] - short[5]
             rates.append(k / dt if dt > 0 else float("inf"))
+            cpu_rates.append(k / dc if dc > 0 else float("inf"))
         rates.sort()
+        cpu_rates.sort()
         med = rates[len(rates) // 2]
-        return {"steps_per_s": med, "steps_per_s_all": rates, "peak_rss_kb": rss,
+        self.harness_info(cfg)
+        return {"steps_per_s": med, "steps_per_s_all": rates,
+                "steps_per_cpu_s": cpu_rates[len(cpu_rates) // 2], "peak_rss_kb": rss,
                 "samples_per_s": med * batch if kind == "sample" else None,
                 "compile_s": self.compile_s.get(self.key(cfg))}
+
+    def harness_info(self, cfg):
+        """AOT mode: one short JIT-harness run per training graph, for the matmul count of
+        the optimized loss_grad (the AOT executable has the same graph)."""
+        kind, dim, batch, threads, _, _ = cfg
+        key = self.key(cfg)
+        jit = os.path.join(BDIR, "gradc_jit_bench")
+        if kind == "sample" or key in self.mm_flops or not os.access(jit, os.X_OK):
+            return
+        argv = [jit, self.graph(kind), "-I", os.path.join(ROOT, "stdlib"), "-D", "B=%d" % batch,
+                "-D", "D=%d" % dim, "--data", self.data_file(dim), "--steps", "1",
+                "--blocks", "1", "--warmup", "0"]
+        out, _, rc, _, _, _ = run_measured(argv, thread_env(1, "gradc"))
+        if rc == 0:
+            self.mm_flops[key] = json.loads(out.strip().splitlines()[-1]).get("matmul_flops_opt")
 
 
 # ---- the table --------------------------------------------------------------------------------
@@ -378,6 +401,9 @@ def print_table(rows, pk, gradc):
             "%.0f" % (tr["peak_rss_kb"] / 1024) if "error" not in tr else "n/a",
             "%.0f" % (gr["peak_rss_kb"] / 1024) if "error" not in gr else "n/a"))
     print()
+    if gradc.how == "aot":
+        print("gradc: AOT executables from `gradc build`, timed from outside (difference of two run"
+              " lengths, wall and CPU); RSS of the executable (sampling: 3 batches held).")
     if gradc.how == "jit":
         print("gradc RSS: peak RSS of the AOT training executable (built through the library,"
               " 3 steps or one sampler call); rates from the in-process JIT harness.%s" % (
@@ -391,13 +417,16 @@ def print_table(rows, pk, gradc):
         print("gradc side: not available: %s" % gradc.reason)
     if gradc.compile_s:
         print("gradc compile times (JIT harness: CPU seconds per stage, all entries of the"
-              " program; AOT: wall seconds of gradc build):")
+              " program; AOT: gradc build, wall and CPU incl. the link, stages as it reports them):")
         for key, s in sorted(gradc.compile_s.items()):
-            if isinstance(s, dict):
+            if "jit" in s:
                 s = "total %.3f = frontend %.3f + autodiff %.4f + jit (passes, schedule, LLVM) %.3f" % (
                     s["total"], s["frontend"], s["autodiff"], s["jit"])
             else:
-                s = "%.3f (whole gradc build)" % s
+                s = "%.3f s wall, %.3f CPU s (gradc build --time: %s)" % (
+                    s["wall"], s.get("cpu incl. link", -1), ", ".join(
+                        "%s %.1f ms" % (k, 1e3 * v) for k, v in s.items()
+                        if k not in ("wall", "cpu incl. link")))
             print("  %s D=%d B=%d: %s" % (key + (s,)))
     mins = {(c[0], c[1], c[2]): t.get("flops_matmul") for c, t, _ in rows
             if c[0] != "sample" and "error" not in t}
@@ -410,20 +439,30 @@ def print_table(rows, pk, gradc):
                     key + (f / 1e9, 100.0 * f / m, m / 1e9)))
 
 
+def parse_stage_times(stderr, wall):
+    """`gradc build --time` lines "time: STAGE  X ms" -> {stage: seconds, "wall": wall}."""
+    out = {}
+    for m in re.finditer(r"^time:\s+(\S+)\s+([\d.]+)\s*ms", stderr, re.M):
+        out[m.group(1)] = float(m.group(2)) / 1e3
+    out["wall"] = wall
+    return out
+
+
 def compile_imm2d(gradc):
     """Compile time of graphs/imm_2d.grad (the issue's target: < 0.3 s)."""
     graph = os.path.join(ROOT, "graphs", "imm_2d.grad")
     if not os.path.exists(graph) or gradc.reason:
         return "n/a (%s)" % ("no graphs/imm_2d.grad" if not os.path.exists(graph) else gradc.reason)
     if gradc.how == "aot":
-        t0 = time.perf_counter()
-        r = subprocess.run([GRADC, "build", graph, "-o", os.path.join(BDIR, "imm_2d")],
-                           capture_output=True, text=True, cwd=ROOT)
-        dt = time.perf_counter() - t0
-        return "%.3f s (gradc build)%s" % (dt, "" if r.returncode == 0 else " FAILED: exit %d" % r.returncode)
+        out, err, rc, wall, _, cpu = run_measured(
+            [GRADC, "build", graph, "-o", os.path.join(BDIR, "imm_2d"), "--time"], dict(os.environ))
+        st = parse_stage_times(err, wall)
+        return "%.3f s wall, %.3f CPU s (with the link) for gradc build (%s)%s" % (
+            wall, cpu, ", ".join("%s %.1f ms" % (k, 1e3 * v) for k, v in st.items() if k != "wall"),
+            "" if rc == 0 else " FAILED: exit %d" % rc)
     argv = [gradc.jit, graph, "-I", os.path.join(ROOT, "stdlib"), "--data", gradc.data_file(2),
             "--steps", "1", "--blocks", "1", "--warmup", "0"]
-    out, err, rc, _, _ = run_measured(argv, thread_env(1))
+    out, err, rc, _, _, _ = run_measured(argv, thread_env(1))
     if rc != 0:
         return "failed: %s" % (err.strip().splitlines() or ["exit %d" % rc])[0]
     row = json.loads(out.strip().splitlines()[-1])

@@ -9,6 +9,8 @@ BUILD=${BUILD:-build}
 PYTHON=${PYTHON:-/usr/bin/python3}
 export BUILD PYTHON
 mkdir -p "$BUILD/bench"
+# The PyTorch side is Debian's python3-torch (the baseline); installed if missing.
+sh tools/deps.sh python3-torch python3-numpy || echo "bench: could not install python3-torch" >&2
 CC=${CC:-cc}
 $CC -O2 -march=native -pthread bench/peak.c -o "$BUILD/bench/peak"
 if grep -qw avx512f /proc/cpuinfo; then
