@@ -563,6 +563,7 @@ static int skip_stmt(Parser *P) {
  * A syntax error in one statement is reported and parsing resumes at the next one, so a
  * body with several mistakes reports them all. */
 static Ast *block(Parser *P) {
+  if (P->t->kind == TK_NEWLINE && is(P->t + 1, "{")) P->t++; /* brace on its own line */
   Token *t = expect(P, "{");
   enter(P);
   Ast *b = new_ast(P, A_BLOCK, t->loc);
