@@ -188,9 +188,7 @@ class GradcSide:
         """A fixed .npy of 4096 Gaussian rows (the data, generated once per D)."""
         path = os.path.join(BDIR, "gauss_d%d.npy" % dim)
         if not os.path.exists(path):
-            import numpy as np
-            rng = np.random.default_rng(0)
-            np.save(path, rng.standard_normal((4096, dim)).astype(np.float32))
+            write_gauss_npy(path, 4096, dim)
         return path
 
     def key(self, cfg):
@@ -437,6 +435,20 @@ def print_table(rows, pk, gradc):
             if f and m:
                 print("  %s D=%d B=%d: %.4f GFLOP = %.1f%% of the minimum %.4f" % (
                     key + (f / 1e9, 100.0 * f / m, m / 1e9)))
+
+
+def write_gauss_npy(path, rows, cols):
+    """N(0, 1) f32 rows as .npy (format 1.0), without needing numpy."""
+    import random
+    import struct
+    rng = random.Random(0)
+    hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, cols)
+    hdr += " " * ((64 - (10 + len(hdr) + 1) % 64) % 64) + "\n"
+    with open(path + ".tmp", "wb") as fh:
+        fh.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode("latin1"))
+        for _ in range(rows):
+            fh.write(struct.pack("<%df" % cols, *[rng.gauss(0.0, 1.0) for _ in range(cols)]))
+    os.replace(path + ".tmp", path)
 
 
 def parse_stage_times(stderr, wall):
