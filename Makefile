@@ -6,6 +6,7 @@
 #   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make deps       apt-get install what is missing (fast no-op when all is present)
 #   make fuzz       build the libFuzzer targets (clang-19) and run each for FUZZ_SECONDS
+#   make leakcheck  valgrind over the compiler library's suites and gradc check (slow)
 #   make golden     regenerate tests/bad/*.expected after an intended diagnostic change
 #
 # LLVM must be 19: the unversioned llvm-config on Debian 12 is LLVM 14 (no opaque
@@ -41,7 +42,7 @@ RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
 HELPER_OBJ := $(TEST_HELPERS:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit-tests asan test-asan demo clean golden bench fuzz fuzz-build
+.PHONY: all deps test unit-tests asan test-asan demo clean golden bench fuzz fuzz-build leakcheck
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/gradc $(BUILD)/libgradrt.a
@@ -116,6 +117,10 @@ fuzz-build: deps
 
 fuzz: fuzz-build
 	@sh tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+leakcheck:
+	@$(MAKE) --no-print-directory unit-tests
+	@sh tools/leakcheck.sh $(BUILD)
 
 golden: $(BUILD)/gradc
 	@sh tests/bad/run.sh --update $(BUILD)/gradc

@@ -121,9 +121,21 @@ struct Module {
   Decl **decls;
   int ndecls;
   int state; /* 0 new, 1 loading, 2 done */
-  int consts_done;
-  struct Binding *consts; /* evaluated top-level constants (elab) */
+  struct Binding *consts; /* evaluated top-level constants, in order (elab) */
+  struct ModSym *syms;    /* top-level names: open-addressing hash, symcap slots */
+  int symcap;
 };
+
+/* A top-level name of a module: its declaration and, for a constant, its value once
+ * evaluated (NULL before: a constant is visible only after its declaration). */
+typedef struct ModSym {
+  const char *name;
+  Decl *decl;
+  struct Binding *val;
+} ModSym;
+
+/* The symbol `name` of m, or NULL. */
+ModSym *fe_module_sym(const Module *m, const char *name);
 
 /* Parses tokens of one file into m (decls). Returns 0, or -1 after diagnostics. */
 int fe_parse(Ctx *c, Token *toks, int ntok, Module *m);

@@ -78,6 +78,7 @@ static void unbind_to(Elab *E, Frame *f, Binding *saved) {
   while (f->env && f->env != saved) {
     Binding *b = f->env;
     f->env = b->next;
+    f->nlocals--;
     b->next = E->free_bindings;
     E->free_bindings = b;
   }
@@ -91,6 +92,7 @@ static void bind(Elab *E, Frame *f, const char *name, Value v) {
   b->v = v;
   b->next = f->env;
   f->env = b;
+  f->nlocals++;
 }
 
 static Binding *find_local(Frame *f, const char *name) {
@@ -101,16 +103,18 @@ static Binding *find_local(Frame *f, const char *name) {
 
 /* Top-level name of module m: constant, function, extern, imported module. */
 static int module_lookup(Module *m, const char *name, Value *out) {
-  for (Binding *b = m->consts; b; b = b->next)
-    if (!strcmp(b->name, name)) return *out = b->v, 1;
-  for (int i = 0; i < m->ndecls; i++) {
-    Decl *d = m->decls[i];
-    if (d->kind == D_FN && !strcmp(d->name, name))
-      return *out = (Value){.k = V_FN, .fn = d, .mod = m, .t = IR_ERR}, 1;
-    if (d->kind == D_EXTERN && !strcmp(d->name, name))
-      return *out = (Value){.k = V_EXTERN, .fn = d, .mod = m, .t = IR_ERR}, 1;
-    if (d->kind == D_IMPORT && d->mod && !strcmp(d->alias, name))
-      return *out = (Value){.k = V_MODULE, .mod = d->mod, .t = IR_ERR}, 1;
+  ModSym *s = fe_module_sym(m, name);
+  if (!s) return 0;
+  Decl *d = s->decl;
+  switch (d->kind) {
+  case D_CONST:
+    if (!s->val) return 0; /* not evaluated yet: declared later in the file */
+    return *out = s->val->v, 1;
+  case D_FN: return *out = (Value){.k = V_FN, .fn = d, .mod = m, .t = IR_ERR}, 1;
+  case D_EXTERN: return *out = (Value){.k = V_EXTERN, .fn = d, .mod = m, .t = IR_ERR}, 1;
+  case D_IMPORT:
+    if (!d->mod) return 0;
+    return *out = (Value){.k = V_MODULE, .mod = d->mod, .t = IR_ERR}, 1;
   }
   return 0;
 }
@@ -137,8 +141,12 @@ static int lookup_quiet(Elab *E, const char *name, Value *out) {
 static const char *closest_name(Elab *E, const char *name, Module *m, int locals) {
   int cap = 64, n = 0;
   const char **c = malloc((size_t)cap * sizeof *c);
+  /* edit distance is at least the length difference: skip hopeless candidates early */
+  int len = (int)strlen(name), slack = len / 3 + 1;
 #define ADD(s)                                                                             \
   do {                                                                                     \
+    int d_ = (int)strlen(s) - len;                                                         \
+    if (d_ > slack || -d_ > slack) break;                                                  \
     if (n == cap) c = xrealloc(c, (size_t)(cap *= 2) * sizeof *c);                         \
     c[n++] = (s);                                                                          \
   } while (0)
@@ -431,10 +439,17 @@ static int unify(Elab *E, Frame *f, TypeExpr *t, Value *v, What w, SrcLoc loc) {
 static void exec_block(Elab *E, Ast *b);
 static const char *frame_path(Elab *E, Frame *f);
 
+/* Elaboration of the current entry has given up (limits, or nothing new to report). */
+static int stopped(const Elab *E) {
+  return E->work > FE_MAX_WORK || E->repeats > 100 || E->c->ndiags >= E->c->max_errors;
+}
+
 static int count_work(Elab *E, SrcLoc loc) {
   /* Once the error limit is reached nothing more can be reported: stop, instead of
    * unrolling millions of iterations that each fail again (found by fuzz_frontend). */
   if (E->c->ndiags >= E->c->max_errors) return -1;
+  /* the same errors over and over (a failing call in an unrolled loop): nothing new to say */
+  if (E->repeats > 100) return -1;
   if (++E->work > FE_MAX_WORK || (E->g && E->g->nnodes > FE_MAX_NODES)) {
     if (E->work < (int64_t)1 << 60)
       diag_error(E->c, loc, "loops are unrolled at compile time: reduce the iteration counts",
@@ -448,6 +463,12 @@ static int count_work(Elab *E, SrcLoc loc) {
 
 static void exec_let(Elab *E, Ast *s) {
   Frame *f = E->top;
+  if (f->nlocals + s->n > FE_MAX_LOCALS) {
+    diag_error(E->c, s->loc, "split the body into functions, or rebind names with `=`",
+               "too many names in one body (more than %d)", FE_MAX_LOCALS);
+    E->work = (int64_t)1 << 61; /* stop this entry, reported */
+    return;
+  }
   Value v = elab_expr(E, s->a);
   if (s->type && v.k != V_ERR)
     unify(E, f, s->type, &v, (What){0, s->names[0], NULL, 0}, s->loc);
@@ -543,6 +564,12 @@ static void exec_param(Elab *E, Ast *s) {
     bind(E, f, s->name, v_err());
     return;
   }
+  if (E->p->nparams >= FE_MAX_PARAMS) {
+    diag_error(E->c, s->loc, NULL, "too many parameters (more than %d)", FE_MAX_PARAMS);
+    E->work = (int64_t)1 << 61; /* stop this entry, reported */
+    bind(E, f, s->name, v_err());
+    return;
+  }
   const char *path = frame_path(E, f);
   const char *name = path[0] ? arena_printf(&E->c->arena, "%s.%s", path, s->name) : s->name;
   int idx = program_param(E->p, name, fe_dtype(E, s->type->dtype), &sh, init, s->loc);
@@ -623,7 +650,7 @@ static void exec_block(Elab *E, Ast *b) {
   Frame *f = E->top;
   Binding *saved = f->env;
   for (int i = 0; i < b->n && !f->returned; i++) {
-    if (E->work > FE_MAX_WORK) return;
+    if (stopped(E)) return;
     exec_stmt(E, b->list[i]);
   }
   if (!f->returned) unbind_to(E, f, saved);
@@ -715,7 +742,7 @@ static Value run_body(Elab *E, Frame *f, Decl *d, SrcLoc loc) {
   E->depth--;
   E->top = saved;
   Value r = f->returned ? f->ret : v_none();
-  if (r.k == V_ERR || E->work > FE_MAX_WORK) return v_err();
+  if (r.k == V_ERR || stopped(E)) return v_err();
   SrcLoc rloc = f->returned ? f->ret_loc : loc;
   if (d->ret) {
     if (!f->returned) {
@@ -756,6 +783,20 @@ static int bind_param(Elab *E, Frame *f, Decl *d, int i, Value *slots, const int
   if (unify(E, f, pa->type, &v, (What){1, pa->name, d->name, 0}, loc)) return -1;
   bind(E, f, pa->name, v);
   return 0;
+}
+
+/* An error inside an imported module (the standard library...) is located there; tell the
+ * user which of their own calls led to it: the innermost call made from the main file. */
+static void note_call_site(Elab *E, Decl *d, int before, SrcLoc loc) {
+  if (!E->main || loc.file != E->main->file) return;
+  for (int i = before; i < E->c->ndiags; i++) {
+    Diag *dg = &E->c->diags[i];
+    if (dg->loc.file < 0 || dg->loc.file == loc.file) continue;
+    if (dg->hint && strstr(dg->hint, "called at ")) continue;
+    const char *note = arena_printf(&E->c->arena, "inside '%s', called at %s:%d:%d", d->name,
+                                    E->c->files[loc.file].path, loc.line, loc.col);
+    dg->hint = dg->hint ? arena_printf(&E->c->arena, "%s; %s", dg->hint, note) : note;
+  }
 }
 
 static Value call_fn(Elab *E, Value callee, Value *args, const char **kw, int nargs,
@@ -822,7 +863,8 @@ static Value call_fn(Elab *E, Value callee, Value *args, const char **kw, int na
   int before = E->c->ndiags;
   Value r = run_body(E, &f, d, loc);
   unbind_to(E, &f, NULL);
-  if (E->c->ndiags > before) fe_dedupe_diags(E->c, 0);
+  note_call_site(E, d, before, loc);
+  if (E->c->ndiags > before) E->repeats += fe_dedupe_diags(E->c, 0);
   return r;
 }
 
@@ -946,6 +988,7 @@ void fe_elab_entry(Elab *E, Module *m, Decl *d);
 void fe_elab_entry(Elab *E, Module *m, Decl *d) {
   E->g = program_add_entry(E->p, d->name);
   E->work = 0;
+  E->repeats = 0;
   Frame f = {0};
   f.mod = m;
   f.fn = d;

@@ -43,6 +43,7 @@ typedef struct Frame {
   const char *scope; /* this call's scope name (callee name or `as` label) */
   int scope_k;       /* suffix _k for the k-th repeated call of that name (0: none) */
   Binding *env;     /* locals, innermost first */
+  int nlocals;      /* length of env */
   struct { const char *name; int count; } *calls; /* calls per callee name, for _1, _2 */
   int ncalls, capcalls;
   int returned;
@@ -60,6 +61,7 @@ typedef struct {
   Frame *top;     /* innermost frame */
   int depth;      /* call depth */
   int64_t work;   /* statements executed + loop iterations: bounds unrolling */
+  int64_t repeats;  /* diagnostics dropped as repeats: many means a loop failing again */
   Binding *free_bindings; /* recycled bindings (see unbind_to in elab.c) */
   const SrcLoc *arglocs; /* locations of the arguments of the call being bound, or NULL */
 } Elab;
@@ -67,9 +69,11 @@ typedef struct {
 #define FE_MAX_NODES 1000000
 #define FE_MAX_WORK 2000000
 #define FE_MAX_CALL_DEPTH 200
+#define FE_MAX_LOCALS 1000   /* live names in one body (lookups are linear) */
+#define FE_MAX_PARAMS 20000  /* trainable parameters of a program */
 
 /* Drops diagnostics identical (location and message) to an earlier one (frontend.c). */
-void fe_dedupe_diags(Ctx *c, int from);
+int fe_dedupe_diags(Ctx *c, int from); /* returns how many it dropped */
 
 /* values */
 Value v_err(void);

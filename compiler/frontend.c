@@ -161,6 +161,7 @@ static void eval_consts(Elab *E, Module *m, int is_main) {
   f.path = "";
   E->top = &f;
   E->g = NULL;
+  Binding **tail = &m->consts;
   for (int i = 0; i < m->ndecls; i++) {
     Decl *d = m->decls[i];
     if (d->kind != D_CONST) continue;
@@ -186,15 +187,14 @@ static void eval_consts(Elab *E, Module *m, int is_main) {
         Value nv;
         if (!parse_define(E, d, E->c->defines[k].value, v, &nv)) v = nv;
       }
+    ModSym *sym = fe_module_sym(m, d->name);
+    if (!sym || sym->decl != d) continue; /* a duplicate, reported by index_module */
     Binding *b = arena_alloc(&E->c->arena, sizeof *b);
     b->name = d->name;
     b->v = v;
-    /* append, so lookups see declaration order; later duplicates are errors */
-    Binding **pp = &m->consts;
-    int dup = 0;
-    for (; *pp; pp = &(*pp)->next) dup |= !strcmp((*pp)->name, d->name);
-    if (dup) diag_error(E->c, d->loc, NULL, "constant '%s' declared twice", d->name);
-    else *pp = b;
+    *tail = b; /* declaration order, for export */
+    tail = &b->next;
+    sym->val = b;
   }
   E->top = NULL;
 }
@@ -234,26 +234,50 @@ static void export_consts(Elab *E, Module *m) {
   }
 }
 
-/* Duplicate top-level names within one module. */
-static void check_duplicates(Ctx *c, Module *m) {
+static uint64_t name_hash(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+ModSym *fe_module_sym(const Module *m, const char *name) {
+  if (!m->symcap) return NULL;
+  for (uint64_t i = name_hash(name);; i++) {
+    ModSym *s = &m->syms[i & (uint64_t)(m->symcap - 1)];
+    if (!s->name) return NULL;
+    if (!strcmp(s->name, name)) return s;
+  }
+}
+
+/* Builds m's symbol table; a name declared twice is an error (the first one counts). */
+static void index_module(Ctx *c, Module *m) {
+  int cap = 16;
+  while (cap < 2 * m->ndecls + 2) cap *= 2;
+  m->syms = arena_alloc(&c->arena, (size_t)cap * sizeof *m->syms);
+  m->symcap = cap;
   for (int i = 0; i < m->ndecls; i++) {
     Decl *d = m->decls[i];
-    const char *a = d->kind == D_IMPORT ? d->alias : d->name;
-    for (int j = 0; j < i; j++) {
-      Decl *e = m->decls[j];
-      const char *b = e->kind == D_IMPORT ? e->alias : e->name;
-      if (d->kind == D_CONST && e->kind == D_CONST) continue; /* reported by eval_consts */
-      if (!strcmp(a, b)) {
-        diag_error(c, d->loc, NULL, "'%s' is already declared at line %d", a, e->loc.line);
+    const char *name = d->kind == D_IMPORT ? d->alias : d->name;
+    for (uint64_t h = name_hash(name);; h++) {
+      ModSym *s = &m->syms[h & (uint64_t)(cap - 1)];
+      if (!s->name) {
+        s->name = name;
+        s->decl = d;
         break;
       }
+      if (strcmp(s->name, name)) continue;
+      if (d->kind == D_CONST && s->decl->kind == D_CONST)
+        diag_error(c, d->loc, NULL, "constant '%s' declared twice", name);
+      else
+        diag_error(c, d->loc, NULL, "'%s' is already declared at line %d", name, s->decl->loc.line);
+      break;
     }
   }
 }
 
 /* A function body is expanded at every call, so one mistake in it would be reported once
  * per call (per loop iteration, per entry). Keep the first of identical diagnostics. */
-void fe_dedupe_diags(Ctx *c, int from) {
+int fe_dedupe_diags(Ctx *c, int from) {
   int k = from;
   for (int i = from; i < c->ndiags; i++) {
     const Diag *d = &c->diags[i];
@@ -265,7 +289,9 @@ void fe_dedupe_diags(Ctx *c, int from) {
     }
     if (!dup) c->diags[k++] = *d;
   }
+  int removed = c->ndiags - k;
   c->ndiags = k;
+  return removed;
 }
 
 int fe_compile(Ctx *c, const char *path, Program *p) {
@@ -282,7 +308,7 @@ int fe_compile(Ctx *c, const char *path, Program *p) {
   E.p = p;
   E.main = main;
   for (int i = 0; i < L.nmods; i++) {
-    check_duplicates(c, L.mods[i]);
+    index_module(c, L.mods[i]);
     eval_consts(&E, L.mods[i], L.mods[i] == main);
   }
   check_defines(&E, main);

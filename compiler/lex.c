@@ -43,7 +43,7 @@ static SrcLoc here(const Lexer *L, const char *at) {
 }
 
 /* Tokens of a file: far more than any real program, small enough to bound memory. */
-#define FE_MAX_TOKENS (4 << 20)
+#define FE_MAX_TOKENS (1 << 20)
 
 static Token *push_static(Lexer *L, TokKind k, const char *start, const char *spelling) {
   if (L->n == L->cap) {

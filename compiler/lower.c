@@ -146,6 +146,7 @@ typedef struct {
   LLVMValueRef fn;
   LLVMValueRef *base; /* per storage node: its pointer inside the kernel body */
   LLVMValueRef dst, seed, step;
+  LLVMValueRef more_dst[KN_MAXMORE]; /* sibling-fused roots' destinations */
   LLVMBuilderRef alloca_b; /* positioned in the entry block */
   Ix *ixs;
   LLVMValueRef *memo;
@@ -328,6 +329,8 @@ static LLVMValueRef ev_op(KC *k, ValId v, Ix *x) {
 
 static LLVMValueRef ev(KC *k, ValId v, Ix *x) {
   if (k->memo_ix[v] == x) return k->memo[v];
+  ValId st = k->s->store[v];
+  if (st != IR_ERR && st != v && k->memo_ix[st] == x) return k->memo[st]; /* a view of a sibling root */
   LLVMValueRef r = k->s->store[v] != IR_ERR ? load_at(k, v, x) : ev_op(k, v, x);
   k->memo_ix[v] = x;
   k->memo[v] = r;
@@ -408,13 +411,23 @@ static void close_nest(KC *k, Loop *lps, int nl) {
   while (nl > 0) loop_close(k, &lps[--nl]);
 }
 
+/* A memory-form reduction whose last axis is kept (column sums) is split over that axis:
+ * each output column is accumulated by one call, in input order, so any split gives the
+ * same bits. */
+static int mem_split(const Node *red, const Shape *in) {
+  int r = in->rank;
+  return r > 0 && !(red->attr.axes >> (r - 1) & 1) && in->dims[r - 1] > 1;
+}
+
 /* ---- kernel bodies ---------------------------------------------------------------------- */
 /* Outer extent of a kernel: how many independent outer indices its [lo, hi) range covers. */
 static int64_t kernel_extent(const Sched *s, const Kernel *kn, int *flat) {
   const Node *n = &s->g->nodes[kn->root];
   *flat = 0;
   if (kn->kind == KN_LOOP) {
-    if (n->shape.rank == 0 || (kn->copy ? 1 : flat_ok(s, kn->root, 1))) {
+    int all_flat = kn->copy ? 1 : flat_ok(s, kn->root, 1);
+    for (int j = 0; j < kn->nmore; j++) all_flat &= flat_ok(s, kn->more[j], 1);
+    if (n->shape.rank == 0 || all_flat) {
       *flat = 1;
       return shape_numel(&n->shape);
     }
@@ -422,6 +435,8 @@ static int64_t kernel_extent(const Sched *s, const Kernel *kn, int *flat) {
   }
   if (kn->kind == KN_REDUCE && !kn->mem_acc && n->shape.rank > 0 && !(n->attr.axes & 1))
     return n->shape.dims[0];
+  if (kn->kind == KN_REDUCE && kn->mem_acc && mem_split(n, &s->g->nodes[n->in[0]].shape))
+    return n->shape.dims[n->shape.rank - 1];
   return 1;
 }
 
@@ -439,6 +454,18 @@ static void body_loop(KC *k, const Kernel *kn, LLVMValueRef lo, LLVMValueRef hi,
   }
   LLVMValueRef v = kn->copy ? ev(k, kn->root, x) : ev_op(k, kn->root, x);
   store_at(k, n->dtype, ix_flat(k, x), v);
+  /* sibling roots: an earlier root's value is taken from the memo, never re-loaded */
+  k->memo_ix[kn->root] = x;
+  k->memo[kn->root] = v;
+  for (int j = 0; j < kn->nmore; j++) {
+    ValId r = kn->more[j];
+    LLVMValueRef w = ev_op(k, r, x);
+    k->memo_ix[r] = x;
+    k->memo[r] = w;
+    LLVMValueRef p = LLVMBuildInBoundsGEP2(k->L->b, low_type(k->L, k->g->nodes[r].dtype), k->more_dst[j],
+                                           (LLVMValueRef[]){ix_flat(k, x)}, 1, "");
+    LLVMBuildStore(k->L->b, w, p);
+  }
   close_nest(k, lps, nl);
 }
 
@@ -450,10 +477,29 @@ static void body_reduce(KC *k, const Kernel *kn, LLVMValueRef lo, LLVMValueRef h
   int r = in->shape.rank;
   Loop lps[2 * IR_MAXRANK + 1];
   int nl = 0;
-  if (kn->mem_acc) { /* dst = init; for every input element: dst[out(i)] op= in[i] */
+  if (kn->mem_acc && !mem_split(n, &in->shape)) { /* dst = init; for every input element: dst[out(i)] op= in[i] */
     fill_dst(k, n->dtype, shape_numel(&n->shape), low_reduce_init(L, n->op, n->dtype));
     Ix *xi = ix_new(k, &in->shape), *xo = ix_new(k, &n->shape);
     nl = open_nest(k, lps, &in->shape, 0, xi, 0);
+    xi->has_d = xo->has_d = 1;
+    for (int d = 0; d < r; d++) xo->d[d] = (axes >> d & 1) ? ci64(k, 0) : xi->d[d];
+    LLVMValueRef p = LLVMBuildInBoundsGEP2(L->b, low_type(L, n->dtype), k->dst, (LLVMValueRef[]){ix_flat(k, xo)}, 1, "");
+    LLVMValueRef acc = LLVMBuildLoad2(L->b, low_type(L, n->dtype), p, "");
+    LLVMBuildStore(L->b, low_reduce_step(L, n->op, n->dtype, acc, ev(k, n->in[0], xi)), p);
+    close_nest(k, lps, nl);
+    return;
+  }
+  if (kn->mem_acc) { /* the same, for the output columns [lo, hi) of the last (kept) dim only */
+    uint32_t last = 1u << (r - 1);
+    Ix *x0 = ix_new(k, &n->shape);
+    nl = open_nest(k, lps, &n->shape, 0, x0, last);
+    x0->d[r - 1] = loop_open(k, &lps[nl++], lo, hi);
+    x0->has_d = 1;
+    store_at(k, n->dtype, ix_flat(k, x0), low_reduce_init(L, n->op, n->dtype));
+    close_nest(k, lps, nl);
+    Ix *xi = ix_new(k, &in->shape), *xo = ix_new(k, &n->shape);
+    nl = open_nest(k, lps, &in->shape, 0, xi, last);
+    xi->d[r - 1] = loop_open(k, &lps[nl++], lo, hi);
     xi->has_d = xo->has_d = 1;
     for (int d = 0; d < r; d++) xo->d[d] = (axes >> d & 1) ? ci64(k, 0) : xi->d[d];
     LLVMValueRef p = LLVMBuildInBoundsGEP2(L->b, low_type(L, n->dtype), k->dst, (LLVMValueRef[]){ix_flat(k, xo)}, 1, "");
@@ -558,7 +604,7 @@ static int64_t kernel_work(const Sched *s, const Kernel *kn) {
 /* Emits NAME.kI.body and the env wrapper NAME.kI; returns the wrapper. */
 static LLVMValueRef emit_kernel(Low *L, const Sched *s, int ki, const char *ename, int64_t *extent) {
   const Kernel *kn = &s->k[ki];
-  int np = kn->nreads + 1;
+  int np = kn->nreads + 1 + kn->nmore; /* reads, dst, sibling dsts */
   LLVMTypeRef *pt = malloc((size_t)(np + 4) * sizeof *pt);
   for (int i = 0; i < np; i++) pt[i] = L->ptr;
   for (int i = 0; i < 4; i++) pt[np + i] = L->i64;
@@ -572,12 +618,13 @@ static LLVMValueRef emit_kernel(Low *L, const Sched *s, int ki, const char *enam
    * Zen 4 splits 512-bit ops anyway. */
   LLVMAddAttributeAtIndex(body, LLVMAttributeFunctionIndex,
                           LLVMCreateStringAttribute(L->cx, "prefer-vector-width", 19, "256", 3));
-  /* too little work to repay vectorization: no IR passes, fast instruction selection */
-  if (kernel_work(s, kn) < CG_SMALL_KERNEL) add_optnone(L, body);
+  /* too little work to repay vectorization (or an entry run only by checks): no IR
+   * passes, fast instruction selection */
+  if (s->g->cold || kernel_work(s, kn) < CG_SMALL_KERNEL) add_optnone(L, body);
   for (int i = 0; i < np; i++) {
     add_attr(L, body, (unsigned)i + 1, "noalias");
     add_attr(L, body, (unsigned)i + 1, "nocapture");
-    if (i < np - 1) add_attr(L, body, (unsigned)i + 1, "readonly");
+    if (i < kn->nreads) add_attr(L, body, (unsigned)i + 1, "readonly");
   }
   KC k = {0};
   k.L = L;
@@ -588,7 +635,8 @@ static LLVMValueRef emit_kernel(Low *L, const Sched *s, int ki, const char *enam
   k.memo = calloc((size_t)s->g->nnodes, sizeof *k.memo);
   k.memo_ix = calloc((size_t)s->g->nnodes, sizeof *k.memo_ix);
   for (int i = 0; i < kn->nreads; i++) k.base[kn->reads[i]] = LLVMGetParam(body, (unsigned)i);
-  k.dst = LLVMGetParam(body, (unsigned)np - 1);
+  k.dst = LLVMGetParam(body, (unsigned)kn->nreads);
+  for (int j = 0; j < kn->nmore; j++) k.more_dst[j] = LLVMGetParam(body, (unsigned)(kn->nreads + 1 + j));
   k.seed = LLVMGetParam(body, (unsigned)np);
   k.step = LLVMGetParam(body, (unsigned)np + 1);
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(L->cx, body, "entry");
@@ -679,6 +727,9 @@ static void key_node(const Sched *s, const Kernel *kn, ValId v, int root, int *l
     int32_t slot = -2;
     for (int i = 0; i < kn->nreads; i++)
       if (kn->reads[i] == s->store[v]) slot = i;
+    if (s->store[v] == kn->root) slot = -3;
+    for (int j = 0; j < kn->nmore; j++)
+      if (s->store[v] == kn->more[j]) slot = -4 - j;
     put(k, &slot, sizeof slot);
     return;
   }
@@ -688,11 +739,12 @@ static void key_node(const Sched *s, const Kernel *kn, ValId v, int root, int *l
 
 static char *kernel_key(const Sched *s, const Kernel *kn, size_t *len) {
   Bytes k = {0};
-  int32_t head[3] = {(int32_t)kn->kind, kn->copy, kn->mem_acc};
+  int32_t head[4] = {(int32_t)kn->kind, kn->copy, kn->mem_acc, kn->nmore};
   put(&k, head, sizeof head);
   int *local = malloc((size_t)s->g->nnodes * sizeof *local), nlocal = 0;
   for (int i = 0; i < s->g->nnodes; i++) local[i] = -1;
   key_node(s, kn, kn->root, !kn->copy, local, &nlocal, &k);
+  for (int j = 0; j < kn->nmore; j++) key_node(s, kn, kn->more[j], 1, local, &nlocal, &k);
   free(local);
   *len = k.n;
   return k.b;
@@ -744,11 +796,12 @@ static LLVMValueRef node_ptr(EC *e, ValId v) { return buf_ptr(e, &e->s->buf[e->s
 static void call_kernel(EC *e, const Kernel *kn, LLVMValueRef w, int64_t extent) {
   Low *L = e->L;
   LLVMBuilderRef b = L->b;
-  int np = kn->nreads + 1;
+  int np = kn->nreads + 1 + kn->nmore;
   LLVMValueRef env = LLVMBuildArrayAlloca(e->alloca_b, L->i64, LLVMConstInt(L->i64, (unsigned)np + 2, 0), "env");
   for (int i = 0; i < np + 2; i++) {
     LLVMValueRef v = i < kn->nreads ? buf_ptr(e, &e->s->buf[kn->reads[i]])
                      : i == kn->nreads ? buf_ptr(e, &kn->dst)
+                     : i < np ? buf_ptr(e, &kn->more_dst[i - kn->nreads - 1])
                      : i == np ? e->seed : e->step;
     LLVMValueRef p = LLVMBuildInBoundsGEP2(b, L->i64, env, (LLVMValueRef[]){LLVMConstInt(L->i64, (unsigned)i, 0)}, 1, "");
     LLVMBuildStore(b, v, p);
@@ -759,8 +812,7 @@ static void call_kernel(EC *e, const Kernel *kn, LLVMValueRef w, int64_t extent)
     LLVMBuildCall2(b, LLVMFunctionType(L->vd, wt, 3, 0), w, args, 3, "");
     return;
   }
-  const Node *n = &e->s->g->nodes[kn->root];
-  int64_t per = shape_numel(&n->shape) / extent;
+  int64_t per = kernel_work(e->s, kn) / extent;
   int64_t grain = (e->o->par_grain > 0 ? e->o->par_grain : 16384) / (per > 0 ? per : 1);
   if (grain < 1) grain = 1;
   LLVMBasicBlockRef par = LLVMAppendBasicBlockInContext(L->cx, e->fn, "par"),
@@ -916,8 +968,26 @@ LLVMModuleRef cg_lower(const CgPlan *plan, const CgOptions *o, LLVMContextRef cx
 }
 
 /* ---- plans ------------------------------------------------------------------------------------ */
+/* Entry points are global symbols named after the entry (the ABI): a name the generated
+ * code or the runtime also uses would call the wrong function. */
+static int reserved_name(const char *n) {
+  static const char *const libm[] = {"exp", "log", "log1p", "sqrt", "sin", "cos", "tan", "atan", "tanh",
+                                     "pow", "floor", "fabs", "main", "memcpy", "memset", "memmove"};
+  for (int i = 0; i < (int)(sizeof libm / sizeof libm[0]); i++) {
+    size_t l = strlen(libm[i]);
+    if (!strcmp(n, libm[i]) || (!strncmp(n, libm[i], l) && !strcmp(n + l, "f"))) return 1;
+  }
+  return !strncmp(n, "gr_", 3) || !strncmp(n, "cblas_", 6) || !strncmp(n, "_ZGV", 4);
+}
+
 int cg_plan(Ctx *c, Program *p, const CgOptions *o, CgPlan *plan) {
   memset(plan, 0, sizeof *plan);
+  for (int i = 0; i < p->nentries; i++)
+    if (reserved_name(p->entries[i]->name)) {
+      diag_error(c, SRCLOC_NONE, "entry points become C symbols; pick another name",
+                 "entry name '%s' is reserved (a C library or runtime symbol)", p->entries[i]->name);
+      return -1;
+    }
   plan->p = p;
   plan->n = p->nentries;
   plan->g = calloc((size_t)p->nentries + 1, sizeof *plan->g);

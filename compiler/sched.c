@@ -224,6 +224,60 @@ static void assign_outputs(Sched *s, char *seen) {
     if (!s->k[i].copy) s->k[i].dst = s->buf[s->k[i].root];
 }
 
+/* ---- sibling fusion ------------------------------------------------------------------------
+ * Consecutive loop kernels over the same shape become one loop computing several roots
+ * (sigmoid(z) and z * sigmoid(z) read z once) when each later root reads the earlier
+ * ones only through elementwise ops at the loop's own index: the value is then still in
+ * a register (lower.c memoizes it), never re-loaded from the buffer being written. */
+static int in_group(const Kernel *k, ValId st) {
+  if (st == k->root) return 1;
+  for (int j = 0; j < k->nmore; j++)
+    if (k->more[j] == st) return 1;
+  return 0;
+}
+
+/* 1 if the fused tree below v reads group storage only at identity index (ident: the
+ * path from the root so far is elementwise and v has the root's shape). */
+static int reads_ok(const Sched *s, const Kernel *grp, ValId v, int ident, const Shape *sh) {
+  const Node *n = &s->g->nodes[v];
+  if (s->store[v] != IR_ERR) return !in_group(grp, s->store[v]) || (ident && shape_eq(&n->shape, sh));
+  int keep = ident && (op_is_elementwise(n->op) || n->op == OP_EXTERN);
+  for (int i = 0; i < ir_nin(n); i++)
+    if (!reads_ok(s, grp, n->in[i], keep, sh)) return 0;
+  return 1;
+}
+
+static int can_join(const Sched *s, const Kernel *grp, const Kernel *k) {
+  const Node *a = &s->g->nodes[grp->root], *b = &s->g->nodes[k->root];
+  if (grp->kind != KN_LOOP || k->kind != KN_LOOP || grp->copy || k->copy || grp->nmore >= KN_MAXMORE) return 0;
+  if (!shape_eq(&a->shape, &b->shape) || a->shape.rank == 0) return 0;
+  for (int i = 0; i < ir_nin(b); i++)
+    if (!reads_ok(s, grp, b->in[i], op_is_elementwise(b->op) || b->op == OP_EXTERN, &b->shape)) return 0;
+  return 1;
+}
+
+static void join(Sched *s, Kernel *grp, Kernel *k) {
+  grp->more[grp->nmore] = k->root;
+  grp->more_dst[grp->nmore++] = k->dst;
+  grp->nfused += k->nfused;
+  for (int r = 0; r < k->nreads; r++)
+    if (!in_group(grp, k->reads[r])) add_read(grp, k->reads[r]);
+  free(k->reads);
+  (void)s;
+}
+
+static void merge_siblings(Sched *s) {
+  int out = 0;
+  for (int i = 0; i < s->nk; i++) {
+    if (out > 0 && can_join(s, &s->k[out - 1], &s->k[i])) {
+      join(s, &s->k[out - 1], &s->k[i]);
+      continue;
+    }
+    s->k[out++] = s->k[i];
+  }
+  s->nk = out;
+}
+
 /* ---- memory plan ------------------------------------------------------------------------ */
 typedef struct {
   int64_t off, len;
@@ -274,6 +328,14 @@ static void plan_release(Arena64 *a, int64_t off, int64_t bytes) {
   }
 }
 
+/* The roots a kernel writes: root, then the sibling-fused ones. */
+static int kernel_roots(const Kernel *k, ValId *roots) {
+  if (k->copy) return 0;
+  roots[0] = k->root;
+  for (int j = 0; j < k->nmore; j++) roots[1 + j] = k->more[j];
+  return 1 + k->nmore;
+}
+
 static void plan_memory(Sched *s) {
   const Graph *g = s->g;
   int *last = malloc((size_t)g->nnodes * sizeof *last);
@@ -283,19 +345,25 @@ static void plan_memory(Sched *s) {
   Arena64 a = {0};
   for (int i = 0; i < s->nk; i++) {
     Kernel *k = &s->k[i];
-    if (!k->copy && s->buf[k->root].kind == BUF_WS) {
-      s->buf[k->root].offset = plan_alloc(&a, s->buf[k->root].bytes);
-      k->dst = s->buf[k->root];
-      if (last[k->root] < i) last[k->root] = i; /* unused result: free right away */
+    ValId roots[1 + KN_MAXMORE];
+    int nr = kernel_roots(k, roots);
+    for (int j = 0; j < nr; j++) {
+      ValId rt = roots[j];
+      if (s->buf[rt].kind != BUF_WS) continue;
+      s->buf[rt].offset = plan_alloc(&a, s->buf[rt].bytes);
+      if (last[rt] < i) last[rt] = i; /* unused after this kernel: free right away */
     }
+    if (nr) k->dst = s->buf[k->root];
+    for (int j = 0; j + 1 < nr; j++) k->more_dst[j] = s->buf[roots[1 + j]];
     for (int r = 0; r < k->nreads; r++) {
       ValId st = k->reads[r];
       if (last[st] == i && s->buf[st].kind == BUF_WS) plan_release(&a, s->buf[st].offset, s->buf[st].bytes);
     }
-    if (!k->copy && s->buf[k->root].kind == BUF_WS && last[k->root] == i) {
+    for (int j = 0; j < nr; j++) {
+      ValId rt = roots[j];
       int read_self = 0;
-      for (int r = 0; r < k->nreads; r++) read_self |= k->reads[r] == k->root;
-      if (!read_self) plan_release(&a, s->buf[k->root].offset, s->buf[k->root].bytes);
+      for (int r = 0; r < k->nreads; r++) read_self |= k->reads[r] == rt;
+      if (s->buf[rt].kind == BUF_WS && last[rt] == i && !read_self) plan_release(&a, s->buf[rt].offset, s->buf[rt].bytes);
     }
   }
   s->ws_bytes = a.peak;
@@ -320,6 +388,7 @@ Sched *sched_build(const Graph *g, const Program *p) {
     if (s->store[v] == v && nd->op != OP_INPUT && nd->op != OP_PARAM) build_kernel(s, v, seen);
   }
   assign_outputs(s, seen);
+  merge_siblings(s);
   plan_memory(s);
   free(seen);
   free(m.need);
@@ -364,6 +433,10 @@ void sched_print(const Sched *s, FILE *out) {
       fprintf(out, "  A=%%%d%s B=%%%d%s", k->mm_a, k->mm_ta ? "^T" : "", k->mm_b, k->mm_tb ? "^T" : "");
     else
       fprintf(out, "  fused=%d%s", k->nfused, k->mem_acc ? " mem-acc" : "");
+    for (int j = 0; j < k->nmore; j++) {
+      fprintf(out, "  +%%%d %s -> ", k->more[j], op_name(s->g->nodes[k->more[j]].op));
+      print_buf(&k->more_dst[j], out);
+    }
     fprintf(out, "  reads");
     for (int r = 0; r < k->nreads; r++) {
       fprintf(out, " %%%d@", k->reads[r]);

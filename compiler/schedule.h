@@ -19,6 +19,8 @@ typedef struct {
   int64_t bytes;
 } Buf;
 
+#define KN_MAXMORE 3
+
 typedef enum {
   KN_LOOP,    /* dst[i...] = value of root at i... (a fused elementwise/shape chain) */
   KN_REDUCE,  /* dst = reduce(fused chain) over root's axes */
@@ -35,6 +37,11 @@ typedef struct {
   /* KN_MATMUL: operands after folding transposes into the flags */
   ValId mm_a, mm_b; /* nodes whose values (in storage store[]) are A and B as laid out */
   int mm_ta, mm_tb;
+  /* KN_LOOP: further roots computed in the same loop (sibling fusion: same shape, each
+   * reads the earlier ones only elementwise at the loop's own index) */
+  ValId more[KN_MAXMORE];
+  Buf more_dst[KN_MAXMORE];
+  int nmore;
   ValId *reads; /* materialized nodes (by storage) this kernel reads */
   int nreads;
   int nfused;   /* number of nodes fused into this kernel (dump) */

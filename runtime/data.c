@@ -40,6 +40,7 @@
 
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
 
+static int d_fail(char *err, size_t nerr, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int d_fail(char *err, size_t nerr, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

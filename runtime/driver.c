@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "rt.h"
@@ -133,6 +134,7 @@ static const OptDef opt_defs[] = {
     "  sample     --ckpt FILE --steps K -n N --out FILE.npy [--png FILE.png] [--seed S]\n" \
     "             [--no-ema] [--restart] [--sampler imm|uniform]\n" \
     "  eval       --ckpt FILE [--steps 1,2,4] [-n N] [--json] [--eval-data SRC] [--no-ema]\n" \
+    "             [--png PREFIX.png: PREFIX_K.png per step count K]\n" \
     "  gradcheck  [--ckpt FILE] [-n COORDS] [--tol X] [--seed S]\n" \
     "  data       -n N --out FILE.npy [--labels FILE.npy] [--seed S] [--data SRC]\n" \
     "  info\n" \
@@ -391,6 +393,11 @@ out:
 }
 
 int gr_check_writable(const char *path, char *err, size_t nerr) {
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+    snprintf(err, nerr, "cannot write %s: it is a directory", path);
+    return -1;
+  }
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
   int fd = mkstemp(tmp);

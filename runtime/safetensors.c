@@ -28,6 +28,7 @@
 
 static const char *const st_dtypes[] = {"F32", "F64", "I32", "I64"};
 
+static int st_fail(char *err, size_t nerr, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int st_fail(char *err, size_t nerr, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -61,6 +62,7 @@ static void buf_put(Buf *b, const char *s, size_t n) {
   b->s[b->n] = 0;
 }
 
+static void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void buf_printf(Buf *b, const char *fmt, ...) {
   char tmp[128];
   va_list ap;

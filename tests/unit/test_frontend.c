@@ -702,6 +702,32 @@ START_TEST(robust_edge_inputs) {
 }
 END_TEST
 
+/* Big flat programs stay linear: 50k constants (symbol table), 1001 lets in one body (an
+ * error, lookups in a body are linear), loop bodies whose names are recycled. */
+START_TEST(robust_big_programs) {
+  size_t cap = 2 << 20, n = 0;
+  char *src = malloc(cap);
+  for (int i = 0; i < 50000; i++) n += (size_t)snprintf(src + n, cap - n, "const c%d = %d\n", i, i);
+  n += (size_t)snprintf(src + n, cap - n, "entry e(x: f32[c49999 - 49997]) -> f32[2] { return x }\n");
+  Fx *f = fx_new(src);
+  expect_ok(f);
+  ck_assert_int_eq(f->p.nconsts, 50000);
+  fx_free(f);
+  n = (size_t)snprintf(src, cap, "entry e(x: f32) -> f32 {\n");
+  for (int i = 0; i < 1001; i++) n += (size_t)snprintf(src + n, cap - n, "  let y%d = x\n", i);
+  snprintf(src + n, cap - n, "  return x\n}\n");
+  f = fx_new(src);
+  expect_err(f, "too many names in one body", 1001, 3);
+  ck_assert_int_eq(f->c.ndiags, 1);
+  fx_free(f);
+  f = fx_new("entry e(x: f32) -> f32 {\n  let y = x\n"
+             "  for i in 0..20000 { let a = y; let b = a * 1; y = b }\n  return y\n}\n");
+  expect_ok(f);
+  fx_free(f);
+  free(src);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("frontend");
   TCase *t = tcase_create("lex+parse");
@@ -734,6 +760,7 @@ static Suite *suite(void) {
   tcase_set_timeout(t, 30);
   tcase_add_test(t, robust_random_bytes);
   tcase_add_test(t, robust_edge_inputs);
+  tcase_add_test(t, robust_big_programs);
   suite_add_tcase(s, t);
   return s;
 }

@@ -191,6 +191,7 @@ START_TEST(unwritable_paths) {
   capture_stderr();
   ck_assert_int_ne(run(FAKE_PLAIN, "train", "--steps", "5", "--ckpt", "@nodir/a.safetensors", "--quiet", NULL), 0);
   ck_assert_int_ne(run(FAKE_PLAIN, "data", "-n", "10", "--out", "@nodir/d.npy", NULL), 0);
+  ck_assert_int_ne(run(FAKE_PLAIN, "train", "--steps", "5", "--ckpt", "@", "--quiet", NULL), 0); /* a directory */
   ck_assert_int_ne(run(FAKE_PLAIN, "train", "--steps", "5", "--ckpt", "@a.safetensors", "--log", "@nodir/l.csv", "--quiet", NULL), 0);
   char *e = captured();
   ck_assert_msg(strstr(e, "nodir/a.safetensors") && strstr(e, "nodir/l.csv"), "%s", e);
@@ -316,7 +317,8 @@ START_TEST(sample_and_eval) {
   free(png);
   ck_assert(exists("r7.npy"));
   ck_assert_int_eq(run(FAKE_PLAIN, "eval", "--ckpt", "@a.safetensors", "--steps", "1,2", "-n", "64", "--json", NULL), 0);
-  ck_assert_int_eq(run(FAKE_PLAIN, "eval", "--ckpt", "@a.safetensors", "-n", "32", NULL), 0);
+  ck_assert_int_eq(run(FAKE_PLAIN, "eval", "--ckpt", "@a.safetensors", "-n", "32", "--png", "@ev.png", NULL), 0);
+  ck_assert(exists("ev_1.png") && exists("ev_2.png") && exists("ev_4.png"));
   ck_assert_int_ne(run(FAKE_PLAIN, "eval", "--ckpt", "@a.safetensors", "--steps", "1,x", NULL), 0);
 }
 END_TEST
