@@ -57,7 +57,9 @@ kill_run() { # dir mode
   pid=$!
   if [ "$2" = write ]; then
     i=0
-    while [ $i -lt 20000 ] && ! ls "$1" | grep -q '\.tmp\.'; do i=$((i + 1)); done
+    while [ $i -lt 20000 ] && kill -0 $pid 2>/dev/null && ! ls "$1" | grep -q '\.tmp\.'; do
+      i=$((i + 1))
+    done
   else
     sleep "0.$(printf '%03d' $((10 + $(rnd) % 390)))"
   fi
