@@ -19,6 +19,7 @@
  *        (default 1.5), left to right; a "/" among the files starts a new row. Each panel
  *        has a number under its box (--labels, e.g. the step counts; default the panel
  *        index); a README says what the rows and numbers mean.
+ *   score acc LOGITS.npy LABELS.npy      argmax accuracy (checks the feature classifier)
  * Output: one line per sample file, `name energy sw2 fd` (or `name fd`), tab-separated.
  */
 #include <math.h>
@@ -239,10 +240,45 @@ static int cmd_panels(int argc, char **argv) {
   return rc ? 1 : 0;
 }
 
+/* Accuracy of logits [n, C] (f32) against labels [n] (i32): the argmax rule. */
+static int cmd_acc(int argc, char **argv) {
+  GrTensor z, y;
+  char err[512];
+  if (argc != 2) {
+    fprintf(stderr, "usage: score acc LOGITS.npy LABELS.npy\n");
+    return 2;
+  }
+  if (gr_npy_read(argv[0], &z, err, sizeof err)) return fprintf(stderr, "error: %s\n", err), 1;
+  if (gr_npy_read(argv[1], &y, err, sizeof err)) {
+    gr_tensor_free(&z);
+    return fprintf(stderr, "error: %s\n", err), 1;
+  }
+  int rc = 0;
+  if (z.dtype != GR_F32 || z.rank != 2 || y.dtype != GR_I32 || y.rank != 1 || y.dims[0] != z.dims[0]) {
+    fprintf(stderr, "error: expected f32 logits [n, C] and i32 labels [n]\n");
+    rc = 1;
+  } else {
+    const float *l = z.data;
+    const int32_t *lab = y.data;
+    int64_t n = z.dims[0], c = z.dims[1], right = 0;
+    for (int64_t i = 0; i < n; i++) {
+      int64_t best = 0;
+      for (int64_t j = 1; j < c; j++)
+        if (l[i * c + j] > l[i * c + best]) best = j;
+      right += best == lab[i];
+    }
+    printf("accuracy\t%.4f\t(%lld of %lld)\n", (double)right / (double)n, (long long)right, (long long)n);
+  }
+  gr_tensor_free(&z), gr_tensor_free(&y);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "dist") == 0) return cmd_dist(argc - 2, argv + 2, 0);
   if (argc >= 2 && strcmp(argv[1], "fd") == 0) return cmd_dist(argc - 2, argv + 2, 1);
   if (argc >= 2 && strcmp(argv[1], "panels") == 0) return cmd_panels(argc - 2, argv + 2);
-  fprintf(stderr, "usage: score dist|fd REF.npy X.npy...\n       score panels [--range R] OUT.png A.npy...\n");
+  if (argc >= 2 && strcmp(argv[1], "acc") == 0) return cmd_acc(argc - 2, argv + 2);
+  fprintf(stderr, "usage: score dist|fd REF.npy X.npy...\n       score panels [--range R] "
+                  "[--labels N,N..] OUT.png A.npy...\n       score acc LOGITS.npy LABELS.npy\n");
   return 2;
 }
