@@ -14,14 +14,14 @@
 #    classifier instead of Inception: numbers are comparable within this table only).
 #
 #   sh examples/fashion/run.sh
-#   STEPS=8000 HIDDEN=512 DEPTH=3 B=256 LR=3e-4 sh examples/fashion/run.sh   (the defaults)
+#   STEPS=10000 HIDDEN=512 DEPTH=3 B=256 LR=3e-4 sh examples/fashion/run.sh   (the defaults)
 # Outputs under $OUT (default out/fashion): checkpoints, logs, samples, grid_K.png, fd.tsv.
 # Existing checkpoints are reused (FORCE=1 retrains).
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${OUT:-$ROOT/out/fashion}
 GRADC=${GRADC:-$ROOT/build/gradc}
-STEPS=${STEPS:-8000}
+STEPS=${STEPS:-10000}
 HIDDEN=${HIDDEN:-512}
 DEPTH=${DEPTH:-3}
 B=${B:-256}
