@@ -560,7 +560,7 @@ static int train_loop(GrState *s, GrOpts *o, TrainIO *io, GrData *d, GrPool *poo
   GrLog lg;
   if (gr_log_open(&lg, o->log, o->resume, s->step, o->steps, err, sizeof err)) return fail("%s", err);
   lg.quiet = o->quiet;
-  GrRunCtx rc = {o->seed, 0, pool};
+  GrRunCtx rc = {.seed = o->seed, .step = 0, .pool = pool};
   int64_t last_ckpt = s->step, since = s->step;
   double t_last = gr_now();
   int rcode = 0;
