@@ -22,12 +22,56 @@
 
 #include "rt.h"
 
+/* Launchers export the job size to every process; a single-process build started as
+ * one of several ranks must refuse rather than train N independent copies. */
+static int launched_size(void) {
+  static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"};
+  for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+    const char *v = getenv(vars[i]);
+    if (v && atoi(v) > 1) return atoi(v);
+  }
+  return 1;
+}
+
+int gr_comm_average(GrComm *c, float *fused, float *loss, float *const *g, const int64_t *n,
+                    int np, int *stop) {
+  if (c->size <= 1) return 0;
+  int64_t k = 2;
+  fused[0] = *loss;
+  fused[1] = *stop ? 1.0f : 0.0f;
+  for (int i = 0; i < np; k += n[i], i++) memcpy(fused + k, g[i], (size_t)n[i] * 4);
+  if (gr_comm_sum_f32(c, fused, k)) return -1;
+  float inv = (float)c->size;
+  for (int64_t j = 0; j < k; j++) fused[j] /= inv;
+  *loss = fused[0];
+  *stop = fused[1] > 0;
+  k = 2;
+  for (int i = 0; i < np; k += n[i], i++) memcpy(g[i], fused + k, (size_t)n[i] * 4);
+  return 0;
+}
+
+uint64_t gr_comm_checksum(float *const *a, const int64_t *n, int count, uint64_t h) {
+  if (!h) h = 0xcbf29ce484222325ull;
+  for (int i = 0; i < count; i++) {
+    const unsigned char *p = (const unsigned char *)a[i];
+    for (int64_t j = 0; j < n[i] * 4; j++) h = (h ^ p[j]) * 0x100000001b3ull;
+  }
+  return h;
+}
+
 #ifdef GR_MPI
 #include <mpi.h>
 
-int gr_comm_init(GrComm *c, int *argc, char ***argv, char *err, size_t nerr) {
+int gr_comm_init(GrComm *c, int distributed, int *argc, char ***argv, char *err, size_t nerr) {
   memset(c, 0, sizeof *c);
   c->size = 1;
+  if (!distributed) {
+    int n = launched_size();
+    if (n <= 1) return 0;
+    snprintf(err, nerr, "started as one of %d ranks, but only `train` runs distributed; run this command "
+             "without mpirun", n);
+    return -1;
+  }
   int r = MPI_Init(argc, argv);
   if (r != MPI_SUCCESS) {
     snprintf(err, nerr, "MPI_Init failed (error %d): is this job started by mpirun?", r);
@@ -95,25 +139,18 @@ const char *gr_comm_engine(void) {
 
 #else /* single process */
 
-/* Launchers export the job size to every process; a single-process build started as
- * one of several ranks must refuse rather than train N independent copies. */
-static int launched_size(void) {
-  static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"};
-  for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
-    const char *v = getenv(vars[i]);
-    if (v && atoi(v) > 1) return atoi(v);
-  }
-  return 1;
-}
-
-int gr_comm_init(GrComm *c, int *argc, char ***argv, char *err, size_t nerr) {
+int gr_comm_init(GrComm *c, int distributed, int *argc, char ***argv, char *err, size_t nerr) {
   (void)argc, (void)argv;
   memset(c, 0, sizeof *c);
   c->size = 1;
   int n = launched_size();
   if (n > 1) {
-    snprintf(err, nerr, "this program was built without MPI but is started as one of %d ranks; "
-             "rebuild it with gradc build --mpi", n);
+    if (distributed)
+      snprintf(err, nerr, "this program was built without MPI but is started as one of %d ranks; "
+               "rebuild it with gradc build --mpi", n);
+    else
+      snprintf(err, nerr, "started as one of %d ranks, but only `train` runs distributed; run this "
+               "command without mpirun", n);
     return -1;
   }
   return 0;

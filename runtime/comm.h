@@ -21,11 +21,12 @@ typedef struct {
   int64_t n_comm;  /* calls of gr_comm_sum_f32 */
 } GrComm;
 
-/* Starts the engine (MPI_Init) when the runtime is the MPI variant; rank 0 of size 1
- * otherwise. The single-process build refuses to run under mpirun with several ranks
- * (every process would train the whole batch and write the same files): returns -1 with
- * a message in err. The MPI build also returns -1 when MPI_Init fails. */
-int gr_comm_init(GrComm *c, int *argc, char ***argv, char *err, size_t nerr);
+/* With `distributed` (the train command), starts the engine (MPI_Init) when the runtime
+ * is the MPI variant; otherwise the job is rank 0 of size 1. A process started by a
+ * launcher (mpirun) as one of several ranks where that cannot work (the single-process
+ * build, or a command other than train) returns -1 with a message in err: every process
+ * would do the whole work and write the same files. Also -1 when MPI_Init fails. */
+int gr_comm_init(GrComm *c, int distributed, int *argc, char ***argv, char *err, size_t nerr);
 void gr_comm_finalize(GrComm *c);
 /* buf[0..n) = the element-wise sum over all ranks (identical bits on every rank). */
 int gr_comm_sum_f32(GrComm *c, float *buf, int64_t n);
@@ -36,6 +37,17 @@ int gr_comm_same_u64(GrComm *c, uint64_t v);
 /* Stops the whole job with exit status `code` (MPI_Abort); a no-op returning code in a
  * single process. */
 int gr_comm_abort(GrComm *c, int code);
+/* The step's one collective. fused[0..2+sum n) is scratch: [loss, stop, g_0..., g_{P-1}...]
+ * is summed over the ranks in ONE gr_comm_sum_f32, then the loss and every gradient
+ * become the mean over ranks (each rank's loss is the mean over its local batch, so this
+ * is the mean over the global batch) and *stop is 1 when any rank asked to stop (Ctrl-C
+ * reaches ranks at different moments; all must stop after the same step). A no-op on a
+ * single process. */
+int gr_comm_average(GrComm *c, float *fused, float *loss, float *const *g, const int64_t *n,
+                    int np, int *stop);
+/* FNV-1a 64 of `count` float arrays: a cheap fingerprint of the training state. */
+uint64_t gr_comm_checksum(float *const *a, const int64_t *n, int count, uint64_t h);
+
 /* "Open MPI 4.1.4" or "none (single process)". */
 const char *gr_comm_engine(void);
 
