@@ -33,6 +33,16 @@ static int launched_size(void) {
   return 1;
 }
 
+/* This process's rank as the launcher numbered it (0 when not launched as a job). */
+static int launched_rank(void) {
+  static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"};
+  for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+    const char *v = getenv(vars[i]);
+    if (v) return atoi(v);
+  }
+  return 0;
+}
+
 int gr_comm_average(GrComm *c, float *fused, float *loss, float *const *g, const int64_t *n,
                     int np, int *stop) {
   if (c->size <= 1) return 0;
@@ -68,6 +78,7 @@ int gr_comm_init(GrComm *c, int distributed, int *argc, char ***argv, char *err,
   if (!distributed) {
     int n = launched_size();
     if (n <= 1) return 0;
+    c->rank = launched_rank();
     snprintf(err, nerr, "started as one of %d ranks, but only `train` runs distributed; run this command "
              "without mpirun", n);
     return -1;
@@ -78,6 +89,8 @@ int gr_comm_init(GrComm *c, int distributed, int *argc, char ***argv, char *err,
     return -1;
   }
   c->mpi = 1;
+  const char *prof = getenv("GRADC_COMM_PROFILE");
+  c->profile = prof && *prof && strcmp(prof, "0") != 0;
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_ARE_FATAL);
   MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
   MPI_Comm_size(MPI_COMM_WORLD, &c->size);
@@ -92,6 +105,12 @@ void gr_comm_finalize(GrComm *c) {
 int gr_comm_sum_f32(GrComm *c, float *buf, int64_t n) {
   if (c->size <= 1) return 0;
   double t0 = gr_now();
+  if (c->profile) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    double t1 = gr_now();
+    c->t_wait += t1 - t0;
+    t0 = t1;
+  }
   /* counts are int: split buffers beyond 2^30 floats (never the case for our models) */
   for (int64_t off = 0; off < n;) {
     int k = (int)(n - off > (1 << 30) ? (1 << 30) : n - off);
@@ -116,6 +135,12 @@ int gr_comm_same_u64(GrComm *c, uint64_t v) {
   MPI_Allreduce(&v, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
   MPI_Allreduce(&v, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
   return lo == hi;
+}
+
+int gr_comm_root_i32(GrComm *c, int v) {
+  if (c->size <= 1) return v;
+  MPI_Bcast(&v, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  return v;
 }
 
 int gr_comm_abort(GrComm *c, int code) {
@@ -145,6 +170,7 @@ int gr_comm_init(GrComm *c, int distributed, int *argc, char ***argv, char *err,
   c->size = 1;
   int n = launched_size();
   if (n > 1) {
+    c->rank = launched_rank();
     if (distributed)
       snprintf(err, nerr, "this program was built without MPI but is started as one of %d ranks; "
                "rebuild it with gradc build --mpi", n);
@@ -160,6 +186,7 @@ void gr_comm_finalize(GrComm *c) { (void)c; }
 int gr_comm_sum_f32(GrComm *c, float *buf, int64_t n) { (void)c, (void)buf, (void)n; return 0; }
 int gr_comm_all_ok(GrComm *c, int ok) { (void)c; return ok != 0; }
 int gr_comm_same_u64(GrComm *c, uint64_t v) { (void)c, (void)v; return 1; }
+int gr_comm_root_i32(GrComm *c, int v) { (void)c; return v; }
 int gr_comm_abort(GrComm *c, int code) { (void)c; return code; }
 const char *gr_comm_engine(void) { return "none (single process)"; }
 

@@ -17,15 +17,19 @@
 typedef struct {
   int rank, size;
   int mpi;         /* 1: MPI_Init was called here (finalize at the end) */
-  double t_comm;   /* seconds spent in gr_comm_sum_f32 so far */
+  double t_comm;   /* seconds spent in gr_comm_sum_f32's allreduce so far */
   int64_t n_comm;  /* calls of gr_comm_sum_f32 */
+  int profile;     /* $GRADC_COMM_PROFILE=1: a barrier before each allreduce, timed apart,
+                      so t_comm is the transfer alone and t_wait the load imbalance */
+  double t_wait;   /* seconds in that barrier (waiting for the slowest rank) */
 } GrComm;
 
 /* With `distributed` (the train command), starts the engine (MPI_Init) when the runtime
  * is the MPI variant; otherwise the job is rank 0 of size 1. A process started by a
  * launcher (mpirun) as one of several ranks where that cannot work (the single-process
- * build, or a command other than train) returns -1 with a message in err: every process
- * would do the whole work and write the same files. Also -1 when MPI_Init fails. */
+ * build, or a command other than train) returns -1 with a message in err (c->rank is
+ * then the launcher's rank, so only rank 0 need print it): every process would do the
+ * whole work and write the same files. Also -1 when MPI_Init fails. */
 int gr_comm_init(GrComm *c, int distributed, int *argc, char ***argv, char *err, size_t nerr);
 void gr_comm_finalize(GrComm *c);
 /* buf[0..n) = the element-wise sum over all ranks (identical bits on every rank). */
@@ -34,6 +38,8 @@ int gr_comm_sum_f32(GrComm *c, float *buf, int64_t n);
 int gr_comm_all_ok(GrComm *c, int ok);
 /* 1 when every rank passes the same value. */
 int gr_comm_same_u64(GrComm *c, uint64_t v);
+/* Rank 0's v on every rank (a collective). */
+int gr_comm_root_i32(GrComm *c, int v);
 /* Stops the whole job with exit status `code` (MPI_Abort); a no-op returning code in a
  * single process. */
 int gr_comm_abort(GrComm *c, int code);

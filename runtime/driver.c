@@ -13,6 +13,11 @@
  * unwritable paths, a non-finite loss) print one clear message and return a non-zero exit
  * status; they never leave a half-written file behind.
  *
+ * Data-parallel training (docs/distributed.md) is the same loop on every rank of an MPI
+ * job: rank k takes its slice of the global batch and of the graph's noise, the step's
+ * loss and gradients are averaged in one fused allreduce (comm.h), and rank 0 alone logs
+ * and writes checkpoints. In the default runtime the job is one rank and nothing changes.
+ *
  * This file: options, parameter state and checkpoints, train, data, info. Sampling,
  * evaluation and the gradient check live in driver_eval.c.
  */
@@ -23,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -662,9 +668,43 @@ static int train_loop(GrState *s, GrOpts *o, TrainIO *io, GrData *d, GrPool *poo
 static void print_comm_summary(const GrOpts *o, double seconds, int64_t steps) {
   const GrComm *cm = o->comm;
   if (cm->size <= 1 || cm->rank != 0 || o->quiet || steps <= 0) return;
-  printf("distributed: %d ranks (%s), global batch %lld, %.3f steps/s, allreduce %.3f ms/step (%.1f%% of the step)\n",
+  double per = 1e3 / (double)(cm->n_comm ? cm->n_comm : 1);
+  printf("distributed: %d ranks (%s), global batch %lld, %.3f steps/s, allreduce %.3f ms/step (%.1f%% of the step)",
          cm->size, gr_comm_engine(), (long long)global_batch(o), (double)steps / seconds,
-         1e3 * cm->t_comm / (double)(cm->n_comm ? cm->n_comm : 1), 100 * cm->t_comm / seconds);
+         cm->t_comm * per, 100 * cm->t_comm / seconds);
+  if (cm->profile) printf(", waiting for the slowest rank %.3f ms/step", cm->t_wait * per);
+  printf("\n");
+}
+
+/* Sends stderr into an anonymous in-memory file; returns the saved descriptor of the
+ * real stderr (-1: not redirected). */
+static int hold_stderr(void) {
+  fflush(stderr);
+  int mem = memfd_create("gradc-stderr", 0);
+  if (mem < 0) return -1;
+  int saved = dup(2);
+  if (saved < 0 || dup2(mem, 2) < 0) {
+    if (saved >= 0) close(saved);
+    close(mem);
+    return -1;
+  }
+  close(mem);
+  return saved;
+}
+
+/* Restores stderr; with `replay`, copies what was held back to it. */
+static void release_stderr(int saved, int replay) {
+  fflush(stderr);
+  int mem = dup(2);
+  dup2(saved, 2);
+  close(saved);
+  if (mem < 0) return;
+  char buf[4096];
+  ssize_t n;
+  if (replay && lseek(mem, 0, SEEK_SET) == 0)
+    while ((n = read(mem, buf, sizeof buf)) > 0)
+      if (write(2, buf, (size_t)n) != n) break;
+  close(mem);
 }
 
 /* Everything before the first step: 0 ready, 1 error (printed), 2 nothing to do. */
@@ -706,8 +746,13 @@ static int cmd_train(GrOpts *o) {
   memset(&s, 0, sizeof s);
   TrainIO io = {.e = e};
   int d_open = 0;
+  /* Ranks > 0 hold their setup messages back: most failures (bad data, flags, a foreign
+   * checkpoint) happen on every rank alike, and rank 0 has said it once. A rank that
+   * failed where rank 0 did not prints its own. Every rank starts, or none. */
+  int held = o->comm->rank > 0 ? hold_stderr() : -1;
   int st = train_setup(o, e, &s, &d, &d_open, &io);
-  /* every rank starts, or none: a rank that failed here has said why */
+  int root_ok = gr_comm_root_i32(o->comm, st != 1);
+  if (held >= 0) release_stderr(held, st == 1 && root_ok);
   if (!gr_comm_all_ok(o->comm, st != 1)) st = 1;
   int rc = st == 2 ? 0 : 1;
   if (st == 0) {
@@ -878,7 +923,7 @@ static int run_command(GrOpts *o, int which) {
 static int run_in_job(GrOpts *o, int which, int *argc, char ***argv) {
   GrComm comm;
   char err[512];
-  if (gr_comm_init(&comm, which == 0, argc, argv, err, sizeof err)) return fail("%s", err);
+  if (gr_comm_init(&comm, which == 0, argc, argv, err, sizeof err)) return comm.rank == 0 ? fail("%s", err) : 1;
   o->comm = &comm;
   if (comm.size > 1 && comm.rank > 0 && !freopen("/dev/null", "w", stdout)) o->quiet = 1;
   int r = run_command(o, which);

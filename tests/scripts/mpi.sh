@@ -12,7 +12,8 @@
 #    folder then holds exactly the log and the checkpoint.
 #  - --resume with the same N: 50 steps + resume to 100 == 100 in one run (bytes);
 #    resuming with another number of ranks is refused.
-#  - a killed rank stops the whole job with a non-zero status and mpirun's message;
+#  - a rank failing alone at setup stops every rank (its message once, no files); a
+#    killed rank stops the whole job with a non-zero status and mpirun's message;
 #    the single-process build under mpirun -np 2 refuses with a clear message.
 set -u
 GRADC=${GRADC:-build/gradc}
@@ -78,6 +79,16 @@ $MPIRUN "$tmp/imm_one" $T --ckpt "$tmp/x.safetensors" >"$tmp/out" 2>&1 && fail "
 grep -q "built without MPI but is started as one of 2 ranks; rebuild it with gradc build --mpi" "$tmp/out" ||
   fail "no clear message for a non-MPI build under mpirun: $(cat "$tmp/out")"
 [ -e "$tmp/x.safetensors" ] && fail "the refused job wrote a checkpoint"
+
+# a rank that fails alone before step 0 (its data file is missing) stops every rank: its
+# message is shown once, nothing is written, the status is non-zero
+mkdir -p "$tmp/d0" "$tmp/d1"
+"$tmp/imm_one" data -n 64 --out "$tmp/d0/x.npy" --quiet || fail "data failed"
+D="train --steps 5 --threads 1 --quiet --data x.npy --ckpt c.safetensors"
+mpirun --oversubscribe -np 1 -wdir "$tmp/d0" "$tmp/imm_mpi" $D : -np 1 -wdir "$tmp/d1" "$tmp/imm_mpi" $D \
+  >"$tmp/out" 2>&1 && fail "a job with a rank lacking its data ran"
+[ "$(grep -c "error: cannot open data file x.npy" "$tmp/out")" -eq 1 ] || fail "rank 1's setup error not shown once: $(cat "$tmp/out")"
+[ "$(ls "$tmp/d0")" = "x.npy" ] && [ -z "$(ls -A "$tmp/d1")" ] || fail "a failed setup wrote files"
 
 # a rank killed mid-run stops the whole job
 mkdir -p "$tmp/k"
