@@ -12,6 +12,7 @@
 #    folder then holds exactly the log and the checkpoint.
 #  - --resume with the same N: 50 steps + resume to 100 == 100 in one run (bytes);
 #    resuming with another number of ranks is refused.
+#  - SIGINT to rank 1 alone stops all ranks after the same step, checkpointed, resumable;
 #  - a rank failing alone at setup stops every rank (its message once, no files); a
 #    killed rank stops the whole job with a non-zero status and mpirun's message;
 #    the single-process build under mpirun -np 2 refuses with a clear message.
@@ -90,6 +91,34 @@ mpirun --oversubscribe -np 1 -wdir "$tmp/d0" "$tmp/imm_mpi" $D : -np 1 -wdir "$t
 [ "$(grep -c "error: cannot open data file x.npy" "$tmp/out")" -eq 1 ] || fail "rank 1's setup error not shown once: $(cat "$tmp/out")"
 [ "$(ls "$tmp/d0")" = "x.npy" ] && [ -z "$(ls -A "$tmp/d1")" ] || fail "a failed setup wrote files"
 
+# SIGINT to ONE rank (as a scheduler's SIGTERM or a Ctrl-C on one host would arrive):
+# the stop flag travels in the step's allreduce, so every rank stops after the same
+# step, rank 0 checkpoints it, and the run resumes from there. (A Ctrl-C to mpirun
+# itself makes mpirun end the job, SIGKILL after a grace period: docs/distributed.md.)
+rank_pid() { # prints the pid of rank $1 of a job started from $tmp/imm_mpi
+  for p in $(pgrep -f "$tmp/imm_mpi" 2>/dev/null); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1" && echo "$p"
+  done
+}
+mkdir -p "$tmp/i"
+(cd "$tmp/i" && exec $MPIRUN "$tmp/imm_mpi" train --steps 100000000 --every 100000000 --threads 1 --quiet \
+  --ckpt-every 200 --ckpt c.safetensors) >"$tmp/iout" 2>&1 &
+job=$!
+i=0 # training runs (signal handlers installed) once the first checkpoint exists
+while [ ! -e "$tmp/i/c.safetensors" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+r1=$(rank_pid 1)
+[ -n "$r1" ] || { kill "$job"; fail "could not find rank 1"; }
+kill -INT "$r1"
+wait "$job"
+grep -q "interrupted at step [0-9]*; checkpoint written to c.safetensors" "$tmp/iout" ||
+  fail "SIGINT to rank 1: no clean stop of the job: $(cat "$tmp/iout")"
+istep=$(sed -n 's/.*interrupted at step \([0-9]*\);.*/\1/p' "$tmp/iout")
+python3 -c "import json,struct,sys; b=open(sys.argv[1],'rb').read(); n=struct.unpack('<Q',b[:8])[0]
+sys.exit(json.loads(b[8:8+n])['__metadata__']['step'] != sys.argv[2])" "$tmp/i/c.safetensors" "$istep" ||
+  fail "the checkpoint is not at the interrupted step $istep"
+(cd "$tmp/i" && $MPIRUN "$tmp/imm_mpi" train --steps $((istep + 3)) --resume --threads 1 --quiet --ckpt c.safetensors) \
+  >"$tmp/out" 2>&1 || fail "resume after the interruption failed: $(cat "$tmp/out")"
+
 # a rank killed mid-run stops the whole job
 mkdir -p "$tmp/k"
 (cd "$tmp/k" && exec $MPIRUN "$tmp/imm_mpi" train --steps 100000000 --every 100000000 --threads 1 --quiet \
@@ -97,9 +126,7 @@ mkdir -p "$tmp/k"
 job=$!
 victim=""
 for i in $(seq 1 100); do
-  for p in $(pgrep -f "$tmp/imm_mpi" 2>/dev/null); do
-    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$p
-  done
+  victim=$(rank_pid 1)
   [ -n "$victim" ] && break
   sleep 0.1
 done
