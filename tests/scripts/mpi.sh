@@ -14,6 +14,7 @@
 #    resuming with another number of ranks is refused.
 #  - SIGINT to rank 1 alone stops all ranks after the same step, checkpointed, resumable;
 #  - a rank failing alone at setup stops every rank (its message once, no files); a
+#    rank that cannot start (missing executable) stops the job before any step; a
 #    killed rank stops the whole job with a non-zero status and mpirun's message;
 #    the single-process build under mpirun -np 2 refuses with a clear message.
 set -u
@@ -118,6 +119,14 @@ sys.exit(json.loads(b[8:8+n])['__metadata__']['step'] != sys.argv[2])" "$tmp/i/c
   fail "the checkpoint is not at the interrupted step $istep"
 (cd "$tmp/i" && $MPIRUN "$tmp/imm_mpi" train --steps $((istep + 3)) --resume --threads 1 --quiet --ckpt c.safetensors) \
   >"$tmp/out" 2>&1 || fail "resume after the interruption failed: $(cat "$tmp/out")"
+
+# a rank that cannot start (its executable is missing) stops the job before any step
+mkdir -p "$tmp/f"
+(cd "$tmp/f" && mpirun --oversubscribe -np 1 "$tmp/imm_mpi" train --steps 50 --quiet --ckpt c.safetensors : \
+  -np 1 "$tmp/missing_prog" train) >"$tmp/out" 2>&1 && fail "a job with a missing executable ran"
+grep -q "unable to launch the specified application" "$tmp/out" && grep -q "rank 1" "$tmp/out" ||
+  fail "no clear message for a rank that cannot start: $(cat "$tmp/out")"
+[ -z "$(ls -A "$tmp/f")" ] || fail "files written by a job that could not start: $(ls -A "$tmp/f")"
 
 # a rank killed mid-run stops the whole job
 mkdir -p "$tmp/k"
