@@ -34,6 +34,8 @@ small="-D hidden=32 -D depth=2 -D NS=64"
 "$GRADC" build graphs/imm_2d.grad $small -D B=32 -o "$tmp/imm_one" >"$tmp/b.log" 2>&1 ||
   fail "gradc build: $(cat "$tmp/b.log")"
 T="train --steps 100 --every 1 --threads 1 --quiet"
+"$tmp/imm_mpi" info | grep -q "^distributed Open MPI" || fail "info of the --mpi build does not name MPI"
+"$tmp/imm_one" info | grep -q "^distributed none (single process)" || fail "info of the default build: $("$tmp/imm_one" info | head -5)"
 
 run2() { # folder, extra args
   mkdir -p "$tmp/$1"
