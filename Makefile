@@ -18,7 +18,8 @@ BUILD ?= build
 OPT ?= -O2
 
 DEB_PKGS := llvm-19-dev libffi-dev check libopenblas-dev pkg-config zlib1g-dev \
-            libc6-dev make gcc python3 python3-numpy clang-19 libclang-rt-19-dev
+            libc6-dev make gcc python3 python3-numpy clang-19 libclang-rt-19-dev \
+            openmpi-bin libopenmpi-dev
 
 WARN := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wpointer-arith \
         -Wno-unused-parameter -Wvla -Wformat=2
@@ -45,7 +46,13 @@ TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all deps test unit-tests asan test-asan demo clean golden bench fuzz fuzz-build leakcheck
 .DEFAULT_GOAL := all
 
-all: $(BUILD)/gradc $(BUILD)/libgradrt.a
+# The MPI runtime variant (docs/distributed.md): the same objects, except runtime/comm.c
+# compiled with -DGR_MPI. Built when Open MPI's development files are installed.
+HAVE_MPI := $(shell pkg-config --exists ompi-c 2>/dev/null && echo 1)
+MPI_CFLAGS = $(shell pkg-config --cflags ompi-c 2>/dev/null)
+RT_MPI := $(if $(HAVE_MPI),$(BUILD)/libgradrt_mpi.a)
+
+all: $(BUILD)/gradc $(BUILD)/libgradrt.a $(RT_MPI)
 
 deps:
 	@sh tools/deps.sh $(DEB_PKGS)
@@ -70,6 +77,14 @@ $(BUILD)/libgradrt.a: $(RUNTIME_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+$(BUILD)/runtime_mpi/comm.o: runtime/comm.c runtime/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DGR_MPI $(MPI_CFLAGS) -c $< -o $@
+
+$(BUILD)/libgradrt_mpi.a: $(filter-out $(BUILD)/runtime/comm.o,$(RUNTIME_OBJ)) $(BUILD)/runtime_mpi/comm.o
+	@rm -f $@
+	ar rcs $@ $^
+
 $(BUILD)/gradc: $(BUILD)/compiler/main.o $(BUILD)/libgradc.a $(BUILD)/libgradrt.a
 	$(CC) $(SAN) -rdynamic -o $@ $^ $(LIBS)
 
@@ -78,7 +93,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(HELPER_OBJ) $(BUILD)/libgradc.a $(BUILD)/libg
 	$(CC) $(CFLAGS_ALL) $(LLVM_CFLAGS) $(CHECK_CFLAGS) -Itests/unit/helpers -rdynamic -o $@ $< \
 	  $(HELPER_OBJ) $(BUILD)/libgradc.a $(BUILD)/libgradrt.a $(CHECK_LIBS) $(LIBS)
 
-unit-tests: $(TEST_BIN) $(BUILD)/gradc
+unit-tests: $(TEST_BIN) $(BUILD)/gradc $(RT_MPI)
 
 # Each suite prints Check's summary line ("100%: Checks: N, Failures: 0, Errors: 0").
 test: deps

@@ -163,7 +163,7 @@ static void train_step(Bench *b, int64_t step, float *ema_copy, GrPool *pool) {
     memcpy(b->x + r * b->D, src + ((first + r) % rows) * b->D, (size_t)b->D * 4);
   cg_jit_call(b->jit, "loss_grad", b->args, 0, (uint64_t)step);
   int np = b->p.nparams;
-  GrRunCtx rc = {0, (uint64_t)step, pool};
+  GrRunCtx rc = {.seed = 0, .step = (uint64_t)step, .pool = pool};
   double gn = gr_grad_norm(&rc, b->grads, b->numel, np);
   (void)gn;
   GrOptConfig oc = {GR_OPT_ADAM, 0.9, 0.999, 1e-8, 0, 0.9};

@@ -228,7 +228,9 @@ static char *rt_dir(const CgOptions *o) {
 static int run_cmd(Ctx *c, char **argv) {
   pid_t pid;
   if (posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ)) {
-    diag_error(c, SRCLOC_NONE, "install a C compiler (gcc) or pass one with --cc", "cannot run '%s'", argv[0]);
+    diag_error(c, SRCLOC_NONE, strcmp(argv[0], "mpicc") == 0 ? "install Open MPI: apt-get install openmpi-bin libopenmpi-dev"
+                                                           : "install a C compiler (gcc) or pass one with --cc",
+               "cannot run '%s'", argv[0]);
     return -1;
   }
   int st;
@@ -253,8 +255,21 @@ int cg_build_executable(Ctx *c, Program *p, const CgOptions *o, const char *out_
     return -1;
   }
   char *dir = rt_dir(o);
-  char *libdir = malloc(strlen(dir) + 3);
-  sprintf(libdir, "-L%s", dir);
+  const char *rtl = o->rt_lib ? o->rt_lib : "gradrt";
+  size_t lb = strlen(dir) + strlen(rtl) + 16;
+  char *libdir = malloc(lb), *rtarg = malloc(lb);
+  snprintf(rtarg, lb, "%s/lib%s.a", dir, rtl);
+  if (access(rtarg, R_OK) != 0) {
+    diag_error(c, SRCLOC_NONE,
+               strcmp(rtl, "gradrt_mpi") == 0 ? "install Open MPI (apt-get install openmpi-bin libopenmpi-dev), then run make"
+                                              : "run make, or pass the folder holding it",
+               "the runtime library %s does not exist", rtarg);
+    remove(obj);
+    free(libdir), free(rtarg), free(dir), free(obj);
+    return -1;
+  }
+  snprintf(libdir, lb, "-L%s", dir);
+  snprintf(rtarg, lb, "-l%s", rtl);
   char *argv[40];
   int k = 0;
   argv[k++] = (char *)(o->cc ? o->cc : "cc");
@@ -262,7 +277,7 @@ int cg_build_executable(Ctx *c, Program *p, const CgOptions *o, const char *out_
   argv[k++] = (char *)out_path;
   argv[k++] = obj;
   argv[k++] = libdir;
-  argv[k++] = "-lgradrt";
+  argv[k++] = rtarg;
   char *extlibs[16];
   int ne = 0;
   for (int i = 0; i < p->nexterns && ne < 16; i++) {
@@ -285,6 +300,7 @@ int cg_build_executable(Ctx *c, Program *p, const CgOptions *o, const char *out_
   remove(obj);
   for (int i = 0; i < ne; i++) free(extlibs[i]);
   free(libdir);
+  free(rtarg);
   free(dir);
   free(obj);
   return rc;

@@ -26,6 +26,8 @@ typedef struct {
   const char *rt_dir;     /* AOT: folder holding libgradrt.a (NULL: next to the gradc binary) */
   const char *cc;         /* AOT: the C compiler driver used to link (NULL: "cc") */
   const char *ldflags;    /* AOT: extra link flags, split at spaces (e.g. "-static-libgcc") */
+  const char *rt_lib;     /* AOT: the runtime archive lib<rt_lib>.a in rt_dir (NULL: "gradrt";
+                             "gradrt_mpi" with cc "mpicc" for `gradc build --mpi`) */
   const char *source_name;/* AOT: recorded in gr_module.source_name */
   int timings;            /* print the time of each back-end phase to stderr */
 } CgOptions;

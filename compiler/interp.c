@@ -32,7 +32,8 @@
  *   scatter_add      zeros of size attr.sl.start along axis, rows of upd added in
  *                    increasing flat index of upd; an index out of range is an error
  *   randn/randu      element i (flat C order) = gr_normal_/gr_uniform_{f32,f64}(seed,
- *                    step, attr.stream, i) of runtime/philox.h
+ *                    step, attr.stream, i) of runtime/philox.h; with a data-parallel
+ *                    shard (interp_run_shard), i + shard * numel for draws of rank >= 1
  *   extern           arguments converted to the declared dtypes (cast rules), the C
  *                    function called once per element, the result converted to the node
  *                    dtype
@@ -57,7 +58,7 @@ typedef struct {
   const Graph *g;
   const Program *p;
   const GrTensor *inputs, *params;
-  uint64_t seed, step;
+  uint64_t seed, step, shard;
   void **buf; /* [nnodes]: the value of each node while it is live */
   char *err;
   size_t nerr;
@@ -274,15 +275,16 @@ static int k_iota(Interp *it, int id, const Node *n, void *out) {
 static int k_random(Interp *it, int id, const Node *n, void *out) {
   int64_t N = shape_numel(&n->shape);
   uint64_t s = it->seed, st = it->step, str = n->attr.stream;
+  uint64_t off = n->shape.rank > 0 ? it->shard * (uint64_t)N : 0; /* docs/distributed.md */
   int normal = n->op == OP_RANDN;
   if (n->dtype == DT_F32) {
     float *o = out;
     for (int64_t i = 0; i < N; i++)
-      o[i] = normal ? gr_normal_f32(s, st, str, (uint64_t)i) : gr_uniform_f32(s, st, str, (uint64_t)i);
+      o[i] = normal ? gr_normal_f32(s, st, str, off + (uint64_t)i) : gr_uniform_f32(s, st, str, off + (uint64_t)i);
   } else if (n->dtype == DT_F64) {
     double *o = out;
     for (int64_t i = 0; i < N; i++)
-      o[i] = normal ? gr_normal_f64(s, st, str, (uint64_t)i) : gr_uniform_f64(s, st, str, (uint64_t)i);
+      o[i] = normal ? gr_normal_f64(s, st, str, off + (uint64_t)i) : gr_uniform_f64(s, st, str, off + (uint64_t)i);
   } else {
     return fail(it, id, "random draws need a float dtype, not %s", dtype_name(n->dtype));
   }
@@ -699,8 +701,14 @@ static int collect_outputs(Interp *it, GrTensor *outputs) {
 
 int interp_run(const Graph *g, const Program *p, const GrTensor *inputs, const GrTensor *params,
                GrTensor *outputs, uint64_t seed, uint64_t step, char *err, size_t nerr) {
+  return interp_run_shard(g, p, inputs, params, outputs, seed, step, 0, err, nerr);
+}
+
+int interp_run_shard(const Graph *g, const Program *p, const GrTensor *inputs, const GrTensor *params,
+                     GrTensor *outputs, uint64_t seed, uint64_t step, uint64_t shard, char *err,
+                     size_t nerr) {
   if (err && nerr) err[0] = 0;
-  Interp it = {g, p, inputs, params, seed, step, NULL, err, nerr};
+  Interp it = {g, p, inputs, params, seed, step, shard, NULL, err, nerr};
   int n = g->nnodes, rc = 0;
   for (int j = 0; j < g->noutputs; j++) memset(&outputs[j], 0, sizeof outputs[j]);
   it.buf = calloc((size_t)n + 1, sizeof *it.buf);

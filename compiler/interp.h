@@ -18,6 +18,13 @@
 int interp_run(const Graph *g, const Program *p, const GrTensor *inputs, const GrTensor *params,
                GrTensor *outputs, uint64_t seed, uint64_t step, char *err, size_t nerr);
 
+/* interp_run as data-parallel rank `shard` (GrRunCtx.shard): a random draw of rank >= 1
+ * with n elements uses counters shard*n + i, its slice of the global batch when the
+ * leading axis is split evenly over ranks (docs/distributed.md). shard 0 = interp_run. */
+int interp_run_shard(const Graph *g, const Program *p, const GrTensor *inputs, const GrTensor *params,
+                     GrTensor *outputs, uint64_t seed, uint64_t step, uint64_t shard, char *err,
+                     size_t nerr);
+
 /* 1 if the interpreter has a kernel for op (the op-table test walks every op). */
 int interp_has_kernel(Op op);
 

@@ -272,7 +272,7 @@ int64_t cg_jit_workspace_bytes(CgJit *j, const char *entry) {
 int cg_jit_call(CgJit *j, const char *entry, void **args, uint64_t seed, uint64_t step) {
   JitEntry *e = find(j, entry);
   if (!e) return -1;
-  GrRunCtx rc = {seed, step, j->pool};
+  GrRunCtx rc = {.seed = seed, .step = step, .pool = j->pool};
   const GrRunCtx *rcp = &rc;
   int n = e->nargs;
   void **av = e->av;

@@ -4,7 +4,7 @@
  *   NAME(in..., params..., outs..., workspace, rc)   the flat entry (runtime/gradrt.h)
  *   gr_entry_NAME(args, workspace, rc)               the uniform wrapper
  *   NAME.kI(env, lo, hi)                             kernel I over outer indices [lo, hi)
- *   NAME.kI.body(p0.., dst, seed, step, lo, hi)      its loop nest, pointers noalias
+ *   NAME.kI.body(p0.., dst, seed, step, shard, lo, hi)      its loop nest, pointers noalias
  * The entry walks the schedule in order: a gemm kernel is a call (or a loop of calls for
  * batch dims) of cblas_sgemm/dgemm; any other kernel stores its buffer pointers, seed and
  * step into a small env array and runs NAME.kI over its outer extent, through
@@ -145,7 +145,7 @@ typedef struct {
   const Graph *g;
   LLVMValueRef fn;
   LLVMValueRef *base; /* per storage node: its pointer inside the kernel body */
-  LLVMValueRef dst, seed, step;
+  LLVMValueRef dst, seed, step, shard;
   LLVMValueRef more_dst[KN_MAXMORE]; /* sibling-fused roots' destinations */
   LLVMBuilderRef alloca_b; /* positioned in the entry block */
   Ix *ixs;
@@ -288,6 +288,17 @@ static LLVMValueRef ev_shape(KC *k, const Node *n, Ix *x) {
   return NULL;
 }
 
+/* Counter of a random draw's element x: its flat index, plus shard * numel for a draw of
+ * rank >= 1, so that data-parallel rank `shard` draws its slice of the global batch
+ * (draws are sharded along their leading axis, docs/distributed.md). shard = 0: the
+ * flat index, exactly as before. */
+static LLVMValueRef random_index(KC *k, const Node *n, Ix *x) {
+  LLVMValueRef i = ix_flat(k, x);
+  if (n->shape.rank == 0) return i;
+  LLVMValueRef off = LLVMBuildMul(k->L->b, k->shard, ci64(k, shape_numel(&n->shape)), "");
+  return LLVMBuildAdd(k->L->b, i, off, "");
+}
+
 /* The value of node v at x computed from its inputs (never from v's own storage). */
 static LLVMValueRef ev_op(KC *k, ValId v, Ix *x) {
   const Node *n = &k->g->nodes[v];
@@ -301,7 +312,7 @@ static LLVMValueRef ev_op(KC *k, ValId v, Ix *x) {
       return n->dtype == DT_I64 ? i : LLVMBuildTrunc(L->b, i, L->i32, "");
     }
     IR_ASSERT(n->op == OP_RANDN || n->op == OP_RANDU);
-    return low_random(L, n->op, n->dtype, k->seed, k->step, n->attr.stream, ix_flat(k, x));
+    return low_random(L, n->op, n->dtype, k->seed, k->step, n->attr.stream, random_index(k, n, x));
   case K_UNARY:
     return low_unary(L, n->op, n->dtype, k->g->nodes[n->in[0]].dtype, ev(k, n->in[0], x));
   case K_BINARY: {
@@ -605,12 +616,12 @@ static int64_t kernel_work(const Sched *s, const Kernel *kn) {
 static LLVMValueRef emit_kernel(Low *L, const Sched *s, int ki, const char *ename, int64_t *extent) {
   const Kernel *kn = &s->k[ki];
   int np = kn->nreads + 1 + kn->nmore; /* reads, dst, sibling dsts */
-  LLVMTypeRef *pt = malloc((size_t)(np + 4) * sizeof *pt);
+  LLVMTypeRef *pt = malloc((size_t)(np + 5) * sizeof *pt);
   for (int i = 0; i < np; i++) pt[i] = L->ptr;
-  for (int i = 0; i < 4; i++) pt[np + i] = L->i64;
+  for (int i = 0; i < 5; i++) pt[np + i] = L->i64; /* seed, step, shard, lo, hi */
   char name[256];
   snprintf(name, sizeof name, "%s.k%d.body", ename, ki);
-  LLVMValueRef body = LLVMAddFunction(L->m, name, LLVMFunctionType(L->vd, pt, (unsigned)np + 4, 0));
+  LLVMValueRef body = LLVMAddFunction(L->m, name, LLVMFunctionType(L->vd, pt, (unsigned)np + 5, 0));
   LLVMSetLinkage(body, LLVMInternalLinkage);
   add_attr(L, body, LLVMAttributeFunctionIndex, "nounwind");
   /* 256-bit vectors: libmvec's 8-wide AVX2 variants are what LLVM 19 maps exp/log/sin/cos
@@ -639,12 +650,13 @@ static LLVMValueRef emit_kernel(Low *L, const Sched *s, int ki, const char *enam
   for (int j = 0; j < kn->nmore; j++) k.more_dst[j] = LLVMGetParam(body, (unsigned)(kn->nreads + 1 + j));
   k.seed = LLVMGetParam(body, (unsigned)np);
   k.step = LLVMGetParam(body, (unsigned)np + 1);
+  k.shard = LLVMGetParam(body, (unsigned)np + 2);
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(L->cx, body, "entry");
   LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(L->cx, body, "start");
   k.alloca_b = LLVMCreateBuilderInContext(L->cx);
   LLVMPositionBuilderAtEnd(k.alloca_b, entry);
   LLVMPositionBuilderAtEnd(L->b, start);
-  LLVMValueRef lo = LLVMGetParam(body, (unsigned)np + 2), hi = LLVMGetParam(body, (unsigned)np + 3);
+  LLVMValueRef lo = LLVMGetParam(body, (unsigned)np + 3), hi = LLVMGetParam(body, (unsigned)np + 4);
   int flat;
   *extent = kernel_extent(s, kn, &flat);
   if (kn->kind == KN_LOOP) body_loop(&k, kn, lo, hi, flat);
@@ -670,15 +682,15 @@ static LLVMValueRef emit_kernel(Low *L, const Sched *s, int ki, const char *enam
   add_attr(L, w, LLVMAttributeFunctionIndex, "nounwind");
   add_optnone(L, w); /* loads and one call: nothing to optimize */
   LLVMPositionBuilderAtEnd(L->b, LLVMAppendBasicBlockInContext(L->cx, w, "e"));
-  LLVMValueRef *args = malloc((size_t)(np + 4) * sizeof *args);
+  LLVMValueRef *args = malloc((size_t)(np + 5) * sizeof *args);
   LLVMValueRef env = LLVMGetParam(w, 0);
-  for (int i = 0; i < np + 2; i++) {
+  for (int i = 0; i < np + 3; i++) {
     LLVMValueRef p = LLVMBuildInBoundsGEP2(L->b, L->i64, env, (LLVMValueRef[]){LLVMConstInt(L->i64, (unsigned)i, 0)}, 1, "");
     args[i] = LLVMBuildLoad2(L->b, pt[i], p, "");
   }
-  args[np + 2] = LLVMGetParam(w, 1);
-  args[np + 3] = LLVMGetParam(w, 2);
-  LLVMBuildCall2(L->b, LLVMFunctionType(L->vd, pt, (unsigned)np + 4, 0), body, args, (unsigned)np + 4, "");
+  args[np + 3] = LLVMGetParam(w, 1);
+  args[np + 4] = LLVMGetParam(w, 2);
+  LLVMBuildCall2(L->b, LLVMFunctionType(L->vd, pt, (unsigned)np + 5, 0), body, args, (unsigned)np + 5, "");
   LLVMBuildRetVoid(L->b);
   free(args);
   free(pt);
@@ -770,7 +782,7 @@ typedef struct {
   Low *L;
   const Sched *s;
   const CgOptions *o;
-  LLVMValueRef fn, rc, seed, step, pool;
+  LLVMValueRef fn, rc, seed, step, shard, pool;
   LLVMBuilderRef alloca_b;
   int nin, nparam;
 } EC;
@@ -797,12 +809,12 @@ static void call_kernel(EC *e, const Kernel *kn, LLVMValueRef w, int64_t extent)
   Low *L = e->L;
   LLVMBuilderRef b = L->b;
   int np = kn->nreads + 1 + kn->nmore;
-  LLVMValueRef env = LLVMBuildArrayAlloca(e->alloca_b, L->i64, LLVMConstInt(L->i64, (unsigned)np + 2, 0), "env");
-  for (int i = 0; i < np + 2; i++) {
+  LLVMValueRef env = LLVMBuildArrayAlloca(e->alloca_b, L->i64, LLVMConstInt(L->i64, (unsigned)np + 3, 0), "env");
+  for (int i = 0; i < np + 3; i++) {
     LLVMValueRef v = i < kn->nreads ? buf_ptr(e, &e->s->buf[kn->reads[i]])
                      : i == kn->nreads ? buf_ptr(e, &kn->dst)
                      : i < np ? buf_ptr(e, &kn->more_dst[i - kn->nreads - 1])
-                     : i == np ? e->seed : e->step;
+                     : i == np ? e->seed : i == np + 1 ? e->step : e->shard;
     LLVMValueRef p = LLVMBuildInBoundsGEP2(b, L->i64, env, (LLVMValueRef[]){LLVMConstInt(L->i64, (unsigned)i, 0)}, 1, "");
     LLVMBuildStore(b, v, p);
   }
@@ -905,10 +917,11 @@ static void emit_entry(Low *L, const Sched *s, const CgOptions *o) {
   LLVMPositionBuilderAtEnd(e.alloca_b, entry);
   LLVMPositionBuilderAtEnd(L->b, start);
   e.rc = LLVMGetParam(e.fn, (unsigned)nargs - 1);
-  /* GrRunCtx: { u64 seed; u64 step; GrPool *pool; } */
+  /* GrRunCtx: { u64 seed; u64 step; GrPool *pool; u64 shard; } */
   e.seed = LLVMBuildLoad2(L->b, L->i64, e.rc, "seed");
   e.step = LLVMBuildLoad2(L->b, L->i64, LLVMBuildInBoundsGEP2(L->b, L->i8, e.rc, (LLVMValueRef[]){LLVMConstInt(L->i64, 8, 0)}, 1, ""), "step");
   e.pool = LLVMBuildLoad2(L->b, L->ptr, LLVMBuildInBoundsGEP2(L->b, L->i8, e.rc, (LLVMValueRef[]){LLVMConstInt(L->i64, 16, 0)}, 1, ""), "pool");
+  e.shard = LLVMBuildLoad2(L->b, L->i64, LLVMBuildInBoundsGEP2(L->b, L->i8, e.rc, (LLVMValueRef[]){LLVMConstInt(L->i64, 24, 0)}, 1, ""), "shard");
   for (int i = 0; i < s->nk; i++) {
     if (s->k[i].kind == KN_MATMUL) call_gemm(&e, &s->k[i]);
     else call_kernel(&e, &s->k[i], kw[i], ext[i]);

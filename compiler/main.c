@@ -45,6 +45,7 @@ typedef struct {
   double tol;          /* --tol T */
   int interp, ema, time, opt_level; /* --interp, --ema, --time, -O0/-O2 */
   int no_f64;                       /* build: --no-f64-check */
+  int mpi;             /* build --mpi: link the MPI runtime (docs/distributed.md) */
 } Opts;
 
 typedef int (*CmdFn)(Ctx *c, Opts *o);
@@ -140,6 +141,8 @@ static int parse_opts(Ctx *c, Opts *o, int argc, char **argv, int i) {
       o->no_f64 = 1;
     } else if (!strcmp(a, "--time")) {
       o->time = 1;
+    } else if (!strcmp(a, "--mpi")) {
+      o->mpi = 1;
     } else if (!strcmp(a, "-O0") || !strcmp(a, "-O2")) {
       o->opt_level = a[2] - '0';
     } else if (!strncmp(a, "--emit=", 7)) {
@@ -593,6 +596,10 @@ static int cmd_build(Ctx *c, Opts *o) {
     co.opt_level = o->opt_level < 0 ? 2 : o->opt_level;
     co.cpu = o->cpu;
     co.source_name = o->files[0];
+    if (o->mpi) {
+      co.rt_lib = "gradrt_mpi";
+      co.cc = "mpicc";
+    }
     rc = cg_build_executable(c, &p, &co, exe_name(c, o));
     stage_time(o, "codegen", &t0);
   }
@@ -635,12 +642,14 @@ static const Command commands[] = {
      "--seed at step 0. Runs the JIT at -O0 (fast compile) unless -O2 is given.\n"},
     {"build", cmd_build, "compile FILE into a standalone training executable",
      "usage: gradc build FILE [-o PROG] [-D NAME=VALUE]... [--cpu native|x86-64-v3] [-O0|-O2]\n"
-     "                   [--no-f64-check]\n"
+     "                   [--no-f64-check] [--mpi]\n"
      "Derives the training entry loss_grad from `entry loss`, optimizes (-O2 by default),\n"
      "adds f64 twins loss_f64 and loss_grad_f64 so `PROG gradcheck` runs in f64 (unless\n"
      "--no-f64-check),\n"
      "emits an object file and links it with libgradrt into PROG (default: the file's base\n"
-     "name). Run `PROG --help` for train, sample, eval, gradcheck, data and info.\n"},
+     "name). Run `PROG --help` for train, sample, eval, gradcheck, data and info.\n"
+     "--mpi links the MPI runtime: `mpirun -np N PROG train` trains data-parallel, each rank\n"
+     "on the compiled batch B, a global batch of N*B rows (docs/distributed.md).\n"},
     {"gradcheck", cmd_gradcheck, "check derivatives against finite differences (f64)",
      "usage: gradc gradcheck FILE [--entry NAME] [--seed N] [--tol T]\n"
      "Elaborates FILE in f64, draws random inputs and parameters, and compares reverse and\n"

@@ -13,6 +13,11 @@
  * unwritable paths, a non-finite loss) print one clear message and return a non-zero exit
  * status; they never leave a half-written file behind.
  *
+ * Data-parallel training (docs/distributed.md) is the same loop on every rank of an MPI
+ * job: rank k takes its slice of the global batch and of the graph's noise, the step's
+ * loss and gradients are averaged in one fused allreduce (comm.h), and rank 0 alone logs
+ * and writes checkpoints. In the default runtime the job is one rank and nothing changes.
+ *
  * This file: options, parameter state and checkpoints, train, data, info. Sampling,
  * evaluation and the gradient check live in driver_eval.c.
  */
@@ -23,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -363,6 +369,9 @@ int gr_state_load(GrState *s, const GrOpts *o, const char *path, int full, uint6
     goto out;
   }
   s->step = v;
+  const char *gb = gr_st_meta(&f, "global_batch");
+  int64_t gbv;
+  s->global_batch = gb && parse_i64(gb, &gbv) == 0 && gbv > 0 ? gbv : 0;
   if (seed) {
     int64_t sv;
     if (parse_i64(sd, &sv)) sv = 0;
@@ -410,6 +419,13 @@ int gr_check_writable(const char *path, char *err, size_t nerr) {
   return 0;
 }
 
+/* Rows per optimizer step over the whole job: the compiled (local) batch times the ranks. */
+static int64_t global_batch(const GrOpts *o) {
+  const GrEntryInfo *e = gr_find_entry(o->m, "loss_grad");
+  int64_t b = e && e->ninputs > 0 && e->inputs[0].rank > 0 ? e->inputs[0].dims[0] : 0;
+  return b * (o->comm ? o->comm->size : 1);
+}
+
 static int save_ckpt(const GrState *s, const GrOpts *o, char *err, size_t nerr) {
   const GrModuleInfo *m = s->m;
   int ns = gr_opt_nstate(o->opt), per = 2 + ns;
@@ -436,8 +452,10 @@ static int save_ckpt(const GrState *s, const GrOpts *o, char *err, size_t nerr) 
       nt++;
     }
   }
-  char step[32], seed[32], ema[32], rng[96], lr[32], total[32], warm[32], clip[32];
+  char step[32], seed[32], ema[32], rng[96], lr[32], total[32], warm[32], clip[32], ranks[32], gbatch[32];
   snprintf(step, sizeof step, "%lld", (long long)s->step);
+  snprintf(ranks, sizeof ranks, "%d", o->comm ? o->comm->size : 1);
+  snprintf(gbatch, sizeof gbatch, "%lld", (long long)global_batch(o));
   snprintf(lr, sizeof lr, "%.17g", o->lr);
   snprintf(total, sizeof total, "%lld", (long long)o->steps);
   snprintf(warm, sizeof warm, "%lld", (long long)o->warmup);
@@ -452,7 +470,7 @@ static int save_ckpt(const GrState *s, const GrOpts *o, char *err, size_t nerr) 
                      {"optimizer", gr_opt_name(o->opt)}, {"ema_decay", ema},
                      {"data", o->data}, {"rng", rng},
                      {"lr", lr}, {"schedule", gr_sched_name(o->sched)}, {"steps_total", total},
-                     {"warmup", warm}, {"clip", clip}};
+                     {"warmup", warm}, {"clip", clip}, {"ranks", ranks}, {"global_batch", gbatch}};
   int r = gr_st_write(o->ckpt, t, nt, meta, (int)(sizeof meta / sizeof *meta), err, nerr);
   free(t), free(names);
   return r;
@@ -467,6 +485,8 @@ typedef struct {
   float *x, *loss;
   int32_t *labels;
   void **outs; /* loss, then one gradient per parameter (allocated once) */
+  float *fused; /* several ranks: [loss, stop, all gradients], the step's one allreduce */
+  int stop;     /* after a step: every rank agreed to stop (Ctrl-C / SIGTERM on any) */
 } TrainIO;
 
 static int check_loss_grad(const GrModuleInfo *m, const GrEntryInfo *e, GrData *d, TrainIO *io) {
@@ -493,20 +513,25 @@ static int check_loss_grad(const GrModuleInfo *m, const GrEntryInfo *e, GrData *
   return 0;
 }
 
-static int train_io_alloc(TrainIO *io, const GrState *s) {
+static int train_io_alloc(TrainIO *io, const GrState *s, int size) {
   io->outs = calloc((size_t)s->np + 1, sizeof *io->outs);
   io->ws = gr_alloc((size_t)(io->e->workspace_bytes > 0 ? io->e->workspace_bytes : 64));
   io->x = gr_alloc((size_t)(io->B * io->row) * 4 + 4);
   io->labels = gr_alloc((size_t)io->B * 4 + 4);
   io->loss = gr_alloc(64);
   if (!io->outs || !io->ws || !io->x || !io->labels || !io->loss) return -1;
+  if (size > 1) {
+    int64_t n = 2;
+    for (int i = 0; i < s->np; i++) n += s->numel[i];
+    if (!(io->fused = gr_alloc((size_t)n * 4))) return -1;
+  }
   io->outs[0] = io->loss;
   for (int i = 0; i < s->np; i++) io->outs[1 + i] = s->g[i];
   return 0;
 }
 
 static void train_io_free(TrainIO *io) {
-  gr_free(io->ws), gr_free(io->x), gr_free(io->labels), gr_free(io->loss);
+  gr_free(io->ws), gr_free(io->x), gr_free(io->labels), gr_free(io->loss), gr_free(io->fused);
   free(io->outs);
 }
 
@@ -516,19 +541,37 @@ static int open_data(GrOpts *o, const char *src, int eval, GrData *d) {
   return 0;
 }
 
-/* One optimizer step; returns 1 on a non-finite loss or gradient. */
+/* Ctrl-C (SIGINT) or SIGTERM during training: finish the current step, write a
+ * checkpoint, exit 130. A signal handler can only talk through a global flag; this is
+ * the one piece of global state in the runtime, set by the handler, read by the loop. */
+static volatile sig_atomic_t gr_stop_requested;
+
+static void on_stop_signal(int sig) {
+  (void)sig;
+  gr_stop_requested = 1;
+}
+
+/* One optimizer step; returns 1 on a non-finite loss or gradient. With several ranks
+ * (docs/distributed.md) rank k takes rows [k*B, (k+1)*B) of the global batch `step`
+ * (B*size rows), draws its slice of the graph's noise (RunCtx.shard = k), and the
+ * gradients and loss are averaged over ranks in one fused allreduce before the (then
+ * identical) clip, optimizer and EMA updates. */
 static int train_step(GrState *s, GrOpts *o, TrainIO *io, GrData *d, const GrRunCtx *rc0,
                       double *grad_norm, double *lr) {
   char err[512];
   GrRunCtx rc = *rc0;
   rc.step = (uint64_t)s->step;
-  if (gr_data_rows(d, s->step * io->B, io->B, io->x, io->has_labels ? io->labels : NULL, err, sizeof err))
+  GrComm *cm = o->comm;
+  int64_t row0 = s->step * io->B * cm->size + (int64_t)cm->rank * io->B;
+  if (gr_data_rows(d, row0, io->B, io->x, io->has_labels ? io->labels : NULL, err, sizeof err))
   {
     fail("%s", err);
     return -1;
   }
   void *in[2] = {io->x, io->labels};
   gr_call_entry(io->e, s->m, in, (void *const *)s->w, io->outs, io->ws, &rc);
+  io->stop = gr_stop_requested != 0;
+  if (gr_comm_average(cm, io->fused, io->loss, s->g, s->numel, s->np, &io->stop)) return -1;
   *grad_norm = gr_grad_norm(&rc, s->g, s->numel, s->np);
   if (!isfinite(*io->loss) || !isfinite(*grad_norm)) return 1;
   gr_clip_scale(&rc, s->g, s->numel, s->np, *grad_norm, o->clip);
@@ -544,23 +587,42 @@ static int train_step(GrState *s, GrOpts *o, TrainIO *io, GrData *d, const GrRun
   return 0;
 }
 
-/* Ctrl-C (SIGINT) or SIGTERM during training: finish the current step, write a
- * checkpoint, exit 130. A signal handler can only talk through a global flag; this is
- * the one piece of global state in the runtime, set by the handler, read by the loop. */
-static volatile sig_atomic_t gr_stop_requested;
-
-static void on_stop_signal(int sig) {
-  (void)sig;
-  gr_stop_requested = 1;
+/* Checkpoint at the end of a step: rank 0 writes it; with several ranks every rank then
+ * learns whether the write worked and checks that the training state is still identical
+ * everywhere (a fingerprint of weights, EMA and optimizer state). Returns 0 or 1. */
+static int checkpoint(GrState *s, GrOpts *o) {
+  GrComm *cm = o->comm;
+  char err[1024];
+  int ok = 1;
+  if (cm->rank == 0 && save_ckpt(s, o, err, sizeof err)) ok = 0, fail("%s", err);
+  if (cm->size <= 1) return ok ? 0 : 1;
+  if (!gr_comm_all_ok(cm, ok)) return 1;
+  uint64_t h = gr_comm_checksum(s->w, s->numel, s->np, 0);
+  h = gr_comm_checksum(s->ema, s->numel, s->np, h);
+  h = gr_comm_checksum(s->s0, s->numel, s->np, h);
+  h = gr_comm_checksum(s->s1, s->numel, s->np, h);
+  if (gr_comm_same_u64(cm, h)) return 0;
+  if (cm->rank == 0)
+    fail("the ranks' weights differ at step %lld (the allreduce gave ranks different sums); training stopped",
+         (long long)s->step);
+  return 1;
 }
 
 static int train_loop(GrState *s, GrOpts *o, TrainIO *io, GrData *d, GrPool *pool) {
   char err[1024];
+  GrComm *cm = o->comm;
+  int lead = cm->rank == 0; /* only rank 0 prints, logs and writes checkpoints */
   int64_t stop = o->until > 0 && o->until < o->steps ? o->until : o->steps;
   GrLog lg;
-  if (gr_log_open(&lg, o->log, o->resume, s->step, o->steps, err, sizeof err)) return fail("%s", err);
-  lg.quiet = o->quiet;
-  GrRunCtx rc = {o->seed, 0, pool};
+  int ok = gr_log_open(&lg, lead ? o->log : NULL, o->resume, s->step, o->steps, err, sizeof err) == 0;
+  if (!ok) fail("%s", err);
+  if (!gr_comm_all_ok(cm, ok)) {
+    if (ok) gr_log_close(&lg);
+    return 1;
+  }
+  lg.quiet = o->quiet || !lead;
+  if (!lead) lg.tty = 0;
+  GrRunCtx rc = {.seed = o->seed, .step = 0, .pool = pool, .shard = (uint64_t)cm->rank};
   int64_t last_ckpt = s->step, since = s->step;
   double t_last = gr_now();
   int rcode = 0;
@@ -569,7 +631,8 @@ static int train_loop(GrState *s, GrOpts *o, TrainIO *io, GrData *d, GrPool *poo
     int r = train_step(s, o, io, d, &rc, &gn, &lr);
     if (r) {
       gr_log_close(&lg);
-      if (r < 0) return 1;
+      if (r < 0) return gr_comm_abort(cm, 1); /* this rank alone failed: stop the job */
+      if (!lead) return 1; /* the averaged loss is the same everywhere: all ranks stop */
       return fail("non-finite %s (%g) at step %lld; training stopped. The last good checkpoint (step %lld) in %s is kept.",
                   isfinite(*io->loss) ? "gradient" : "loss", isfinite(*io->loss) ? gn : (double)*io->loss,
                   (long long)s->step, (long long)last_ckpt, o->ckpt);
@@ -581,18 +644,19 @@ static int train_loop(GrState *s, GrOpts *o, TrainIO *io, GrData *d, GrPool *poo
       since = s->step;
       t_last = now;
     } else gr_log_progress(&lg, &row);
-    int interrupted = gr_stop_requested != 0;
+    int interrupted = cm->size > 1 ? io->stop : gr_stop_requested != 0;
     if (s->step % o->ckpt_every == 0 || s->step == stop || interrupted) {
-      if (save_ckpt(s, o, err, sizeof err)) {
-        rcode = fail("%s", err);
+      if (checkpoint(s, o)) {
+        rcode = 1;
         break;
       }
       last_ckpt = s->step;
     }
     if (interrupted) {
       gr_log_close(&lg);
-      fprintf(stderr, "interrupted at step %lld; checkpoint written to %s (continue with --resume)\n",
-              (long long)s->step, o->ckpt);
+      if (lead)
+        fprintf(stderr, "interrupted at step %lld; checkpoint written to %s (continue with --resume)\n",
+                (long long)s->step, o->ckpt);
       return 130;
     }
   }
@@ -600,65 +664,120 @@ static int train_loop(GrState *s, GrOpts *o, TrainIO *io, GrData *d, GrPool *poo
   return rcode;
 }
 
-static int cmd_train(GrOpts *o) {
+/* Rank 0's closing line on a distributed run: ranks, batch and the allreduce's share. */
+static void print_comm_summary(const GrOpts *o, double seconds, int64_t steps) {
+  const GrComm *cm = o->comm;
+  if (cm->size <= 1 || cm->rank != 0 || o->quiet || steps <= 0) return;
+  double per = 1e3 / (double)(cm->n_comm ? cm->n_comm : 1);
+  printf("distributed: %d ranks (%s), global batch %lld, %.3f steps/s, allreduce %.3f ms/step (%.1f%% of the step)",
+         cm->size, gr_comm_engine(), (long long)global_batch(o), (double)steps / seconds,
+         cm->t_comm * per, 100 * cm->t_comm / seconds);
+  if (cm->profile) printf(", waiting for the slowest rank %.3f ms/step", cm->t_wait * per);
+  printf("\n");
+}
+
+/* Sends stderr into an anonymous in-memory file; returns the saved descriptor of the
+ * real stderr (-1: not redirected). */
+static int hold_stderr(void) {
+  fflush(stderr);
+  int mem = memfd_create("gradc-stderr", 0);
+  if (mem < 0) return -1;
+  int saved = dup(2);
+  if (saved < 0 || dup2(mem, 2) < 0) {
+    if (saved >= 0) close(saved);
+    close(mem);
+    return -1;
+  }
+  close(mem);
+  return saved;
+}
+
+/* Restores stderr; with `replay`, copies what was held back to it. */
+static void release_stderr(int saved, int replay) {
+  fflush(stderr);
+  int mem = dup(2);
+  dup2(saved, 2);
+  close(saved);
+  if (mem < 0) return;
+  char buf[4096];
+  ssize_t n;
+  if (replay && lseek(mem, 0, SEEK_SET) == 0)
+    while ((n = read(mem, buf, sizeof buf)) > 0)
+      if (write(2, buf, (size_t)n) != n) break;
+  close(mem);
+}
+
+/* Everything before the first step: 0 ready, 1 error (printed), 2 nothing to do. */
+static int train_setup(GrOpts *o, const GrEntryInfo *e, GrState *s, GrData *d, int *d_open, TrainIO *io) {
   const GrModuleInfo *m = o->m;
   char err[1024];
-  const GrEntryInfo *e = gr_find_entry(m, "loss_grad");
+  uint64_t ck_seed = o->seed;
+  if (o->comm->rank == 0 && gr_check_writable(o->ckpt, err, sizeof err)) return fail("%s", err);
+  if (o->comm->rank == 0) gr_st_remove_stale(o->ckpt); /* temp files of a write that was killed */
+  if (gr_state_alloc(s, m)) return fail("cannot allocate the parameters (only f32 parameters are trainable)");
+  if (o->resume) {
+    if (gr_state_load(s, o, o->ckpt, 1, &ck_seed, err, sizeof err)) return fail("%s", err);
+    if (o->seed_given && ck_seed != o->seed)
+      return fail("--seed %llu differs from the checkpoint's seed %llu; resume continues the same run",
+                  (unsigned long long)o->seed, (unsigned long long)ck_seed);
+    o->seed = ck_seed;
+    int64_t gb = global_batch(o);
+    if (s->global_batch && s->global_batch != gb)
+      return fail("%s was trained with a global batch of %lld rows, this job has %lld (%d rank%s x %lld); "
+                  "resume with the same number of ranks", o->ckpt, (long long)s->global_batch, (long long)gb,
+                  o->comm->size, o->comm->size > 1 ? "s" : "", (long long)(gb / o->comm->size));
+    if (s->step >= o->steps) {
+      printf("checkpoint %s is already at step %lld (target %lld): nothing to do\n", o->ckpt,
+             (long long)s->step, (long long)o->steps);
+      return 2;
+    }
+  } else state_init(s, o->seed);
+  if (open_data(o, o->data, 0, d)) return 1;
+  *d_open = 1;
+  if (check_loss_grad(m, e, d, io)) return 1;
+  if (train_io_alloc(io, s, o->comm->size)) return fail("out of memory (workspace %lld bytes)", (long long)e->workspace_bytes);
+  return 0;
+}
+
+static int cmd_train(GrOpts *o) {
+  const GrEntryInfo *e = gr_find_entry(o->m, "loss_grad");
   if (!e) return fail("this program has no entry 'loss_grad' (is it a trainable program with an 'entry loss'?)");
   GrData d;
   GrState s;
+  memset(&s, 0, sizeof s);
   TrainIO io = {.e = e};
-  int rc = 1;
-  uint64_t ck_seed = o->seed;
-  if (gr_check_writable(o->ckpt, err, sizeof err)) return fail("%s", err);
-  gr_st_remove_stale(o->ckpt); /* temp files of a write that was killed */
-  if (gr_state_alloc(&s, m)) {
-    gr_state_free(&s);
-    return fail("cannot allocate the parameters (only f32 parameters are trainable)");
-  }
-  if (o->resume) {
-    if (gr_state_load(&s, o, o->ckpt, 1, &ck_seed, err, sizeof err)) {
-      gr_state_free(&s);
-      return fail("%s", err);
-    }
-    if (o->seed_given && ck_seed != o->seed) {
-      gr_state_free(&s);
-      return fail("--seed %llu differs from the checkpoint's seed %llu; resume continues the same run",
-                  (unsigned long long)o->seed, (unsigned long long)ck_seed);
-    }
-    o->seed = ck_seed;
-    if (s.step >= o->steps) {
-      printf("checkpoint %s is already at step %lld (target %lld): nothing to do\n", o->ckpt,
-             (long long)s.step, (long long)o->steps);
-      gr_state_free(&s);
-      return 0;
-    }
-  } else state_init(&s, o->seed);
-  if (open_data(o, o->data, 0, &d)) {
-    gr_state_free(&s);
-    return 1;
-  }
-  if (check_loss_grad(m, e, &d, &io) == 0) {
-    if (train_io_alloc(&io, &s)) fail("out of memory (workspace %lld bytes)", (long long)e->workspace_bytes);
-    else {
-      GrPool *pool = gr_pool_create(o->threads);
-      struct sigaction sa, old_int, old_term;
-      memset(&sa, 0, sizeof sa);
-      sa.sa_handler = on_stop_signal;
-      sigemptyset(&sa.sa_mask);
-      gr_stop_requested = 0;
-      sigaction(SIGINT, &sa, &old_int);
-      sigaction(SIGTERM, &sa, &old_term);
-      rc = train_loop(&s, o, &io, &d, pool);
-      sigaction(SIGINT, &old_int, NULL);
-      sigaction(SIGTERM, &old_term, NULL);
-      gr_pool_destroy(pool);
-      if (rc == 0 && !o->quiet)
-        printf("trained to step %lld; checkpoint %s\n", (long long)s.step, o->ckpt);
+  int d_open = 0;
+  /* Ranks > 0 hold their setup messages back: most failures (bad data, flags, a foreign
+   * checkpoint) happen on every rank alike, and rank 0 has said it once. A rank that
+   * failed where rank 0 did not prints its own. Every rank starts, or none. */
+  int held = o->comm->rank > 0 ? hold_stderr() : -1;
+  int st = train_setup(o, e, &s, &d, &d_open, &io);
+  int root_ok = gr_comm_root_i32(o->comm, st != 1);
+  if (held >= 0) release_stderr(held, st == 1 && root_ok);
+  if (!gr_comm_all_ok(o->comm, st != 1)) st = 1;
+  int rc = st == 2 ? 0 : 1;
+  if (st == 0) {
+    GrPool *pool = gr_pool_create(o->threads);
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    gr_stop_requested = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    int64_t step0 = s.step;
+    double t0 = gr_now();
+    rc = train_loop(&s, o, &io, &d, pool);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    gr_pool_destroy(pool);
+    if (rc == 0 && !o->quiet && o->comm->rank == 0) {
+      print_comm_summary(o, gr_now() - t0, s.step - step0);
+      printf("trained to step %lld; checkpoint %s\n", (long long)s.step, o->ckpt);
     }
   }
   train_io_free(&io);
-  gr_data_close(&d);
+  if (d_open) gr_data_close(&d);
   gr_state_free(&s);
   return rc;
 }
@@ -706,6 +825,7 @@ static int cmd_info(GrOpts *o) {
   int64_t total = 0;
   printf("program     %s\ngraph hash  %s\nabi         %d\n", m->source_name ? m->source_name : "?",
          m->graph_hash ? m->graph_hash : "?", m->abi_version);
+  printf("distributed %s\n", gr_comm_engine()); /* MPI runtime or not (gradc build --mpi) */
   int width = 8;
   for (int i = 0; i < m->nparams; i++) {
     int len = (int)strlen(m->params[i].name);
@@ -756,6 +876,9 @@ static void print_config(const GrOpts *o) {
     printf("  batch size B = %lld (fixed at compile time)\n", (long long)e->inputs[0].dims[0]);
 }
 
+static int run_in_job(GrOpts *o, int which, int *argc, char ***argv);
+static int run_command(GrOpts *o, int which);
+
 int gr_main(const GrModuleInfo *m, int argc, char **argv) {
   const char *prog = argc > 0 && argv[0] ? argv[0] : "prog";
   if (!m || m->abi_version != GR_ABI_VERSION) return fail("runtime ABI mismatch (program %d, runtime %d): rebuild", m ? m->abi_version : -1, GR_ABI_VERSION);
@@ -783,12 +906,31 @@ int gr_main(const GrModuleInfo *m, int argc, char **argv) {
     print_config(&o);
     return 0;
   }
+  return run_in_job(&o, which, &argc, &argv);
+}
+
+static int run_command(GrOpts *o, int which) {
   switch (which) {
-  case 0: return cmd_train(&o);
-  case 1: return gr_cmd_sample(&o);
-  case 2: return gr_cmd_eval(&o);
-  case 3: return gr_cmd_gradcheck(&o);
-  case 4: return cmd_data(&o);
-  default: return cmd_info(&o);
+  case 0: return cmd_train(o);
+  case 1: return gr_cmd_sample(o);
+  case 2: return gr_cmd_eval(o);
+  case 3: return gr_cmd_gradcheck(o);
+  case 4: return cmd_data(o);
+  default: return cmd_info(o);
   }
+}
+
+/* Runs the command inside the job: MPI starts for `train` in the MPI build (comm.c);
+ * ranks other than 0 print nothing on stdout. */
+static int run_in_job(GrOpts *o, int which, int *argc, char ***argv) {
+  GrComm comm;
+  char err[512];
+  if (gr_comm_init(&comm, which == 0, argc, argv, err, sizeof err)) return comm.rank == 0 ? fail("%s", err) : 1;
+  o->comm = &comm;
+  if (comm.size > 1 && comm.rank > 0 && !freopen("/dev/null", "w", stdout)) o->quiet = 1;
+  int r = run_command(o, which);
+  fflush(stdout);
+  gr_comm_finalize(&comm);
+  o->comm = NULL;
+  return r;
 }

@@ -118,7 +118,7 @@ static int run_sampler(const GrOpts *o, const Sampler *sp, float *const *w, int6
       double to = o->restart ? o->eps : t[st + 1];
       for (int64_t i = 0; i < ns; i++) tt[i] = (float)t[st], ss[i] = (float)to;
       /* draws inside the entry: a fresh counter step per (chunk, stage) */
-      GrRunCtx rc = {o->seed, (uint64_t)(c0 / ns * k + st), pool};
+      GrRunCtx rc = {.seed = o->seed, .step = (uint64_t)(c0 / ns * k + st), .pool = pool};
       void *in[3] = {x, tt, ss}, *outs[1] = {y};
       void **many = NULL;
       if (sp->e->noutputs > 1) { /* extra outputs: give them scratch */
@@ -239,7 +239,7 @@ static int eval_metrics(const float *x, const float *y, int64_t n, int64_t d, do
                         uint64_t seed, EvalRow *r, GrPool *pool) {
   double h[4];
   for (int b = 0; b < 4; b++) h[b] = mmd_scale[b] * med;
-  GrRunCtx rc = {seed, 0, pool};
+  GrRunCtx rc = {.seed = seed, .step = 0, .pool = pool};
   if (gr_energy_mmd(x, n, y, n, d, h, 4, &r->energy, r->mmd, &rc)) return efail("out of memory");
   r->sw2 = gr_sliced_w2(x, y, n, d, 128, seed);
   r->fd = frechet_of(x, y, n, d);
@@ -364,7 +364,7 @@ typedef struct {
 } Gc;
 
 static double gc_loss(Gc *g) {
-  GrRunCtx rc = {g->o->seed, 0, g->pool};
+  GrRunCtx rc = {.seed = g->o->seed, .step = 0, .pool = g->pool};
   if (g->l) {
     double buf[8] = {0};
     void *out[1] = {buf};
@@ -432,7 +432,7 @@ static int gc_hold(Gc *g) {
     bad = !hout[j];
   }
   if (!bad) {
-    GrRunCtx rc = {g->o->seed, 0, g->pool};
+    GrRunCtx rc = {.seed = g->o->seed, .step = 0, .pool = g->pool};
     gr_call_entry(h, g->o->m, g->in, g->params, hout, ws, &rc);
     for (int j = 0; j < nheld; j++) g->lin[nin + j] = hout[1 + j];
   }
@@ -479,7 +479,7 @@ static int gc_run(Gc *g, GrState *s) {
   int64_t total = 0;
   for (int i = 0; i < m->nparams; i++) total += s->numel[i];
   if (total == 0) return efail("the program has no parameters to check");
-  GrRunCtx rc = {g->o->seed, 0, g->pool};
+  GrRunCtx rc = {.seed = g->o->seed, .step = 0, .pool = g->pool};
   gr_call_entry(g->lg, m, g->in, g->params, g->outs, g->ws, &rc);
   double L = g->f64 ? *(double *)g->outs[0] : (double)*(float *)g->outs[0];
   /* the analytic gradient, saved before finite differences reuse the outputs */

@@ -51,6 +51,9 @@ typedef struct {
   uint64_t seed;  /* training seed (RANDN/RANDU draws) */
   uint64_t step;  /* optimizer step: fresh noise every step */
   GrPool *pool;   /* NULL: run on the calling thread */
+  uint64_t shard; /* data-parallel rank: a random draw of rank >= 1 and n elements uses
+                     counters shard*n + i (its slice of the global batch, docs/distributed.md);
+                     0 (single process) leaves every draw unchanged */
 } GrRunCtx;
 
 typedef void (*GrEntryFn)(void **args, void *workspace, const GrRunCtx *rc);

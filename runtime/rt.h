@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "ckpt.h"
+#include "comm.h"
 #include "data.h"
 #include "gradrt.h"
 #include "optim.h"
@@ -110,6 +111,7 @@ typedef struct {
   int no_ema, restart, json;
   double tol;
   char ckpt_default[512];
+  GrComm *comm; /* data-parallel job (comm.h): rank 0 of 1 unless built with --mpi */
 } GrOpts;
 
 /* Parameters and their training state, one f32 array per parameter. */
@@ -119,6 +121,7 @@ typedef struct {
   int64_t *numel;
   float **w, **ema, **s0, **s1, **g;
   int64_t step; /* completed optimizer steps */
+  int64_t global_batch; /* gr_state_load: the checkpoint's global batch (0: not recorded) */
 } GrState;
 
 double gr_const_num(const GrModuleInfo *m, const char *name, double dflt);

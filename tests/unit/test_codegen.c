@@ -533,7 +533,7 @@ static const char *aot_driver =
     "    }\n"
     "    for (int i = 0; i < en->noutputs; i++) args[k++] = gr_alloc((size_t)gr_numel(&en->outputs[i]) * 4 + 4);\n"
     "    void *ws = gr_alloc((size_t)en->workspace_bytes + 64);\n"
-    "    GrRunCtx rc = {5, 9, NULL};\n"
+    "    GrRunCtx rc = {.seed = 5, .step = 9, .pool = NULL};\n"
     "    en->fn(args, ws, &rc);\n"
     "    for (int i = 0; i < en->noutputs; i++) {\n"
     "      float *o = args[en->ninputs + m->nparams + i];\n"

@@ -212,7 +212,7 @@ START_TEST(metrics_known_values) {
   ck_assert_msg(fabs(sw - 2.0) < 0.3, "sw2 %g", sw);
   /* the combined, pooled version gives the same bits for any thread count */
   double hs[3] = {0.5, 1.0, 2.0}, e1, k1[3], e3, k3[3];
-  GrRunCtx rc1 = {0, 0, NULL}, rc3 = {0, 0, gr_pool_create(3)};
+  GrRunCtx rc1 = {.seed = 0, .step = 0, .pool = NULL}, rc3 = {.seed = 0, .step = 0, .pool = gr_pool_create(3)};
   ck_assert(gr_energy_mmd(x, n, z, n, 2, hs, 3, &e1, k1, &rc1) == 0);
   ck_assert(gr_energy_mmd(x, n, z, n, 2, hs, 3, &e3, k3, &rc3) == 0);
   gr_pool_destroy(rc3.pool);

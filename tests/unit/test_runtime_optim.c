@@ -184,7 +184,7 @@ START_TEST(pooled_updates_match_inline) {
       e[r][i] = w[r][i];
     }
   }
-  GrRunCtx inl = {0, 0, NULL}, par = {0, 0, gr_pool_create(3)};
+  GrRunCtx inl = {.seed = 0, .step = 0, .pool = NULL}, par = {.seed = 0, .step = 0, .pool = gr_pool_create(3)};
   GrRunCtx *rcs[2] = {&inl, &par};
   double norms[2];
   for (int r = 0; r < 2; r++) {
@@ -230,7 +230,7 @@ START_TEST(pool_covers_each_index_once) {
   for (int th = 1; th <= 6; th++) {
     GrPool *p = gr_pool_create(th);
     ck_assert_int_eq(gr_pool_threads(p), th);
-    GrRunCtx rc = {0, 0, p};
+    GrRunCtx rc = {.seed = 0, .step = 0, .pool = p};
     int64_t ns[] = {0, 1, 7, 64, 1000, 4999};
     for (size_t k = 0; k < sizeof ns / sizeof *ns; k++)
       for (int64_t grain = 1; grain <= 256; grain *= 4) {
