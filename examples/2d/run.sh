@@ -10,7 +10,8 @@
 # Each is sampled with 20,000 points at IMM_STEPS / FM_STEPS and scored against 20,000
 # fresh data points (`prog data --seed 777`: a Philox key the training stream (seed 0)
 # never uses) with examples/tools/score.c: energy distance and sliced W2^2 (the runtime's
-# formulas). A second fresh draw (seed 778) gives the noise floor row "data".
+# formulas). A second fresh draw (seed 778) gives the noise floor row "data". The IMM
+# model is also sampled with `--restart` at RESTART_STEPS (rows "imm_restart").
 # Outputs under $OUT (default out/2d): per set a folder with checkpoints, logs, samples,
 # scores.tsv and panels.png; and $OUT/table.md with every row.
 #
@@ -32,6 +33,7 @@ B=${B:-1024}
 N=${N:-20000}
 IMM_STEPS=${IMM_STEPS:-"1 2 4 8"}
 FM_STEPS=${FM_STEPS:-"1 2 4 8 16 32 64"}
+RESTART_STEPS=${RESTART_STEPS:-"2 4 8"}   # IMM also sampled with --restart (row imm_restart)
 FORCE=${FORCE:-0}
 EXTRA=${EXTRA:-}   # more -D overrides for the IMM programs, e.g. "-D k=10"
 
@@ -74,6 +76,13 @@ for set in $SETS; do
     for k in $ks; do
       "$prog" sample --ckpt "$prog.safetensors" --steps "$k" -n "$N" --out "$dir/${model}_$k.npy"
       files="$files $dir/${model}_$k.npy"
+    done
+    # restart sampling: every step jumps to eps, then re-noises to the next time
+    [ "$model" = imm ] || continue
+    for k in $RESTART_STEPS; do
+      "$prog" sample --ckpt "$prog.safetensors" --steps "$k" -n "$N" --restart \
+        --out "$dir/imm_restart_$k.npy"
+      files="$files $dir/imm_restart_$k.npy"
     done
   done
   echo "== $set: scoring against $N fresh points"

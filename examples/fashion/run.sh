@@ -1,6 +1,6 @@
 #!/bin/sh
 # examples/fashion/run.sh: IMM on Fashion-MNIST (an MLP on flattened 28 x 28 pixels),
-# sample grids at 1, 2 and 4 steps, and a classifier-feature Frechet score (FID-like).
+# sample grids at 1, 2, 4 and 8 steps, and a classifier-feature Frechet score (FID-like).
 #
 # 1. graphs/fashion_classifier.grad: a 784-256-128-10 MLP trained with cross-entropy
 #    (the runtime feeds the labels of the IDX set to the entry's second input); its
@@ -28,7 +28,7 @@ B=${B:-256}
 LR=${LR:-3e-4}
 CLF_STEPS=${CLF_STEPS:-3000}
 N=${N:-10000}
-KS=${KS:-"1 2 4"}
+KS=${KS:-"1 2 4 8"}
 FORCE=${FORCE:-0}
 
 [ -x "$GRADC" ] || { echo "error: $GRADC not built (run make)" >&2; exit 1; }
