@@ -224,6 +224,28 @@ static void check_weight(int cosine, const char *a, const char *b) {
   prog_close(&pg);
 }
 
+/* rand() draws t = 0 once in 2^24 groups: the weight must be exactly 0 there, not
+ * sigmoid(-inf) * inf = NaN (a 20k-step training run hit it at step 19071). */
+static void check_weight_at_zero(int cosine) {
+  Prog pg;
+  Define d[] = {{"sched", cosine ? "cosine" : "otfm"}, {"a", "1.0"}, {"b", "5.0"}};
+  GrTensor o[1];
+  double zeros[KT] = {0};
+  const double *in[] = {zeros, zeros};
+  prog_open(&pg, "tests/stdlib/schedules.grad", d, 3);
+  const Graph *g = entry(&pg, "weight");
+  run_graph(&pg, g, in, o);
+  for (int i = 0; i < KT; i++) ck_assert_msg(D64(&o[0])[i] == 0.0, "weight(t = 0) = %g", D64(&o[0])[i]);
+  free_outs(g, o);
+  prog_close(&pg);
+}
+
+START_TEST(weight_zero_at_t0) {
+  check_weight_at_zero(0);
+  check_weight_at_zero(1);
+}
+END_TEST
+
 START_TEST(weight_otfm_a1_b5) { check_weight(0, "1.0", "5.0"); }
 END_TEST
 
@@ -583,6 +605,7 @@ static Suite *stdlib_suite(void) {
   tcase_add_test(tc, ddim_otfm);
   tcase_add_test(tc, ddim_cosine);
   tcase_add_test(tc, weight_otfm_a1_b5);
+  tcase_add_test(tc, weight_zero_at_t0);
   tcase_add_test(tc, weight_otfm_a2_b4);
   tcase_add_test(tc, weight_cosine_a1_b5);
   tcase_add_test(tc, r_otfm);
