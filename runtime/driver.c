@@ -705,6 +705,7 @@ static int cmd_info(GrOpts *o) {
   int64_t total = 0;
   printf("program     %s\ngraph hash  %s\nabi         %d\n", m->source_name ? m->source_name : "?",
          m->graph_hash ? m->graph_hash : "?", m->abi_version);
+  printf("blas        OpenBLAS kernels %s, %d thread(s)\n", gr_blas_coretype(), o->threads);
   int width = 8;
   for (int i = 0; i < m->nparams; i++) {
     int len = (int)strlen(m->params[i].name);
@@ -782,6 +783,7 @@ int gr_main(const GrModuleInfo *m, int argc, char **argv) {
     print_config(&o);
     return 0;
   }
+  gr_blas_setup(o.threads); /* OpenBLAS's kernels and threads (blas.c) */
   switch (which) {
   case 0: return cmd_train(&o);
   case 1: return gr_cmd_sample(&o);
