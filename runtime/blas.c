@@ -2,14 +2,15 @@
  *
  * Matrix products are 80-90 % of a training step at batch >= 256, and they are calls to
  * OpenBLAS's cblas_sgemm. OpenBLAS starts one thread per core and its idle threads spin
- * (sched_yield loops) between calls. Our own pool (pool.c) runs every other kernel; so
- * a `--threads 1` run still had OpenBLAS's second thread spinning on the other core, and
- * with 2 threads OpenBLAS's spinning workers take the cores our pool needs. Measured
- * (IMM 2-D, 4 x 256, B = 1024, `--threads 1`, OPENBLAS_NUM_THREADS unset, 100 steps):
- * 6.3 s of CPU time, 3.1 s of it system time in those spinning threads; with OpenBLAS at
- * 1 thread: 2.8 s. gr_blas_setup(threads) therefore sets OpenBLAS's thread count to the
- * run's `--threads` (openblas_set_num_threads, looked up with dlsym so another BLAS is
- * left alone), unless the user set OPENBLAS_NUM_THREADS.
+ * (sched_yield loops) between calls, on the cores our own pool (pool.c) needs for every
+ * other kernel. Measured (IMM 2-D, 4 x 256, B = 1024, CPU time per step, load average
+ * ~8): `--threads 1` with OpenBLAS's default 2 threads: 62.8 ms, half of it system time
+ * in the spinning thread; OpenBLAS at 1 thread: 28 ms (Haswell kernels) / 10.3 ms
+ * (AVX-512 kernels); pool 2 + OpenBLAS 2: 15.3 ms; pool 1 + OpenBLAS 2: 17.3 ms.
+ * So OpenBLAS always runs single-threaded in gradc's executables, and gr_gemm
+ * (gemm.c) splits the products over our pool instead: `--threads N` is the one knob.
+ * GRADC_BLAS_THREADS=N overrides it (for experiments); OPENBLAS_NUM_THREADS is ignored,
+ * since the pool already uses the cores.
  *
  * Kernel choice: OpenBLAS reads OPENBLAS_CORETYPE at load time. On this project's
  * machines the environment sets OPENBLAS_CORETYPE=Haswell (256-bit AVX2 kernels); unset,
@@ -37,8 +38,9 @@ const char *gr_blas_coretype(void) {
 }
 
 void gr_blas_setup(int threads) {
-  const char *env = getenv("OPENBLAS_NUM_THREADS");
-  if (env && *env) return;
+  (void)threads; /* the pool's threads split the products (gemm.c) */
+  const char *env = getenv("GRADC_BLAS_THREADS");
+  int n = env && *env ? atoi(env) : 1;
   GrSetThreadsFn set = (GrSetThreadsFn)(uintptr_t)dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
-  if (set && threads >= 1) set(threads);
+  if (set && n >= 1) set(n);
 }

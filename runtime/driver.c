@@ -705,7 +705,7 @@ static int cmd_info(GrOpts *o) {
   int64_t total = 0;
   printf("program     %s\ngraph hash  %s\nabi         %d\n", m->source_name ? m->source_name : "?",
          m->graph_hash ? m->graph_hash : "?", m->abi_version);
-  printf("blas        OpenBLAS kernels %s, %d thread(s)\n", gr_blas_coretype(), o->threads);
+  printf("blas        OpenBLAS kernels %s (products split over %d thread(s))\n", gr_blas_coretype(), o->threads);
   int width = 8;
   for (int i = 0; i < m->nparams; i++) {
     int len = (int)strlen(m->params[i].name);

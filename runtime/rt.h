@@ -57,8 +57,8 @@ void gr_log_close(GrLog *lg);
 char *gr_fmt_duration(double s, char *buf, size_t n);
 
 /* ---- BLAS set-up (blas.c) --------------------------------------------------------------- */
-/* Before the first matrix product of a run: OpenBLAS's thread count = `threads` (unless
- * OPENBLAS_NUM_THREADS is set). Idempotent. */
+/* Before the first matrix product of a run: OpenBLAS single-threaded (the pool of
+ * `threads` splits the products, gemm.c; GRADC_BLAS_THREADS=N overrides). Idempotent. */
 void gr_blas_setup(int threads);
 /* The name of OpenBLAS's kernel set in use ("unknown" for another BLAS). */
 const char *gr_blas_coretype(void);
