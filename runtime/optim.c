@@ -12,7 +12,11 @@
  *          r = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t)),
  *          else the un-adapted mhat (SGD with momentum); wd as L2, as PyTorch's RAdam.
  * Per element the arithmetic is f64, rounded to f32 once per stored value, so the unit
- * tests can compute expected values independently in f64 and compare tightly.
+ * tests can compute expected values independently in f64 and compare tightly; except the
+ * adaptive Adam/AdamW/RAdam step, which is f32 like PyTorch's (step constants from f64):
+ * it was 11 % of the IMM step at batch 64 in f64 (vector divisions and square roots at
+ * half the f32 rate); in f32 the step took 6 % less CPU time. The tests' f64 references
+ * agree to 1e-6 relative.
  */
 #include <math.h>
 #include <string.h>
@@ -68,7 +72,7 @@ static void sgd_step(const GrOptConfig *c, float *w, const float *g, float *buf,
   sgd_loop(w, g, buf, n, c->weight_decay, c->momentum, lr);
 }
 
-/* The Adam family in one loop: w' = shrink w (AdamW's decoupled decay), g' = g + wd w
+/* The Adam family in one f32 loop: w' = shrink w (AdamW's decoupled decay), g' = g + wd w
  * (L2), the moments, then w' -= step m / (sqrt(v) isq + eps). Adam: step = lr / bc1,
  * isq = 1 / sqrt(bc2) (PyTorch's formulation); RAdam (adaptive): step = lr rect
  * sqrt(bc2) / bc1, isq = 1. */
@@ -78,16 +82,17 @@ typedef struct {
 
 static GR_HOT void adam_loop(float *restrict w, const float *restrict g, float *restrict m,
                              float *restrict v, int64_t n, const AdamK *k) {
-  double shrink = k->shrink, wd = k->wd, b1 = k->b1, b2 = k->b2, step = k->step,
-         isq = k->isq, eps = k->eps;
+  float shrink = (float)k->shrink, wd = (float)k->wd, b1 = (float)k->b1, b2 = (float)k->b2,
+        c1 = (float)(1.0 - k->b1), c2 = (float)(1.0 - k->b2), step = (float)k->step,
+        isq = (float)k->isq, eps = (float)k->eps;
   for (int64_t i = 0; i < n; i++) {
-    double wi = (double)w[i] * shrink;
-    double gi = (double)g[i] + wd * wi;
-    double mi = b1 * (double)m[i] + (1.0 - b1) * gi;
-    double vi = b2 * (double)v[i] + (1.0 - b2) * gi * gi;
-    m[i] = (float)mi;
-    v[i] = (float)vi;
-    w[i] = (float)(wi - step * mi / (sqrt(vi) * isq + eps));
+    float wi = w[i] * shrink;
+    float gi = g[i] + wd * wi;
+    float mi = b1 * m[i] + c1 * gi;
+    float vi = b2 * v[i] + c2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    w[i] = wi - step * mi / (sqrtf(vi) * isq + eps);
   }
 }
 
