@@ -29,7 +29,9 @@
 
 #define GR_GEMM_BLOCK 128           /* target rows/columns per block */
 #define GR_GEMM_MAXBLK 16           /* at most this many blocks (calls) per product */
+#ifndef GR_GEMM_MIN_PAR
 #define GR_GEMM_MIN_PAR (1LL << 21) /* M N K below this: one call */
+#endif
 
 typedef struct {
   int32_t f64, ta, tb, split_n;
