@@ -19,9 +19,8 @@
  * the user's setting and reports the kernel set in use (gr_blas_coretype, printed by
  * `info`); docs/performance.md measures both sides of the benchmark under the same one.
  *
- * Nothing here changes results beyond the last bits of a matrix product (a different
- * kernel sums in a different order); the thread count never changes them for a fixed
- * kernel choice (OpenBLAS splits sgemm over output blocks, each summed by one thread).
+ * The kernel set can change the last bits of a product (a different summation order); the
+ * thread count cannot (gemm.c cuts products by shape only).
  */
 #include <dlfcn.h>
 #include <stdlib.h>
