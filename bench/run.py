@@ -15,7 +15,8 @@ configuration built from bench/imm_bench.grad / bench/fm_bench.grad with `gradc 
 wait4(). If the gradc side cannot be built or run, the table says so with the reason;
 numbers are never invented.
 
-Environment: BENCH_GRADC_BLAS_THREADS (OpenBLAS threads of the gradc side), BENCH_QUICK=1 (a few configurations, short blocks: for development),
+Environment: BENCH_GRADC_SIDE=jit (use the in-process JIT harness even when `gradc build`
+exists: steadier on a busy machine), BENCH_GRADC_BLAS_THREADS (OpenBLAS threads of the gradc side), BENCH_QUICK=1 (a few configurations, short blocks: for development),
 BENCH_ROUNDS (default 1), BENCH_ONLY=imm,fm,sample (subset), GRADC (compiler path),
 PYTHON (interpreter with torch; default /usr/bin/python3), BENCH_JSON (write all rows).
 """
@@ -167,7 +168,8 @@ class GradcSide:
             self.reason = "%s not built (run make)" % os.path.relpath(GRADC, ROOT)
             return
         r = subprocess.run([GRADC, "help", "build"], capture_output=True, text=True)
-        if r.returncode == 0 and "build" in (r.stdout + r.stderr):
+        want = os.environ.get("BENCH_GRADC_SIDE", "")  # "jit": the harness even with build
+        if want != "jit" and r.returncode == 0 and "build" in (r.stdout + r.stderr):
             self.how = "aot"
         elif os.access(jit, os.X_OK):
             self.how = "jit"
@@ -188,9 +190,7 @@ class GradcSide:
         """A fixed .npy of 4096 Gaussian rows (the data, generated once per D)."""
         path = os.path.join(BDIR, "gauss_d%d.npy" % dim)
         if not os.path.exists(path):
-            import numpy as np
-            rng = np.random.default_rng(0)
-            np.save(path, rng.standard_normal((4096, dim)).astype(np.float32))
+            write_gauss_npy(path, 4096, dim)
         return path
 
     def key(self, cfg):
@@ -437,6 +437,20 @@ def print_table(rows, pk, gradc):
             if f and m:
                 print("  %s D=%d B=%d: %.4f GFLOP = %.1f%% of the minimum %.4f" % (
                     key + (f / 1e9, 100.0 * f / m, m / 1e9)))
+
+
+def write_gauss_npy(path, rows, cols):
+    """N(0, 1) f32 rows as .npy (format 1.0), without needing numpy."""
+    import random
+    import struct
+    rng = random.Random(0)
+    hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, cols)
+    hdr += " " * ((64 - (10 + len(hdr) + 1) % 64) % 64) + "\n"
+    with open(path + ".tmp", "wb") as fh:
+        fh.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode("latin1"))
+        for _ in range(rows):
+            fh.write(struct.pack("<%df" % cols, *[rng.gauss(0.0, 1.0) for _ in range(cols)]))
+    os.replace(path + ".tmp", path)
 
 
 def parse_stage_times(stderr, wall):

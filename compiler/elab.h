@@ -75,6 +75,10 @@ typedef struct {
 /* Drops diagnostics identical (location and message) to an earlier one (frontend.c). */
 int fe_dedupe_diags(Ctx *c, int from); /* returns how many it dropped */
 
+/* Reports unknown names and module members in every function body of m, called or not
+ * (resolve.c). Run after the module's symbol table is built. */
+void fe_resolve_module(Ctx *c, Module *m);
+
 /* values */
 Value v_err(void);
 Value v_none(void);

@@ -294,6 +294,24 @@ int fe_dedupe_diags(Ctx *c, int from) {
   return removed;
 }
 
+/* Diagnostics in source order (file, line, column), whichever pass found them; stable,
+ * so errors without a location keep their place at the front. */
+static void sort_diags(Ctx *c) {
+  for (int i = 1; i < c->ndiags; i++) {
+    Diag d = c->diags[i];
+    int j = i;
+    for (; j > 0; j--) {
+      const SrcLoc *a = &c->diags[j - 1].loc, *b = &d.loc;
+      int after = a->file != b->file ? a->file > b->file
+                  : a->line != b->line ? a->line > b->line
+                                       : a->col > b->col;
+      if (!after) break;
+      c->diags[j] = c->diags[j - 1];
+    }
+    c->diags[j] = d;
+  }
+}
+
 int fe_compile(Ctx *c, const char *path, Program *p) {
   Loader L = {0};
   L.c = c;
@@ -313,8 +331,13 @@ int fe_compile(Ctx *c, const char *path, Program *p) {
   }
   check_defines(&E, main);
   export_consts(&E, main);
+  if (ctx_failed(c)) {
+    free(L.mods);
+    sort_diags(c);
+    return -1;
+  }
+  for (int i = 0; i < L.nmods; i++) fe_resolve_module(c, L.mods[i]);
   free(L.mods);
-  if (ctx_failed(c)) return -1;
   for (int i = 0; i < main->ndecls; i++) {
     Decl *d = main->decls[i];
     if (d->kind != D_FN || d->fnkind != FN_ENTRY) continue;
@@ -326,6 +349,7 @@ int fe_compile(Ctx *c, const char *path, Program *p) {
       diag_error(c, d->loc, "this is a bug in gradc, not in your program",
                  "internal error: the graph of entry '%s' fails verification: %s", d->name, buf);
   }
+  sort_diags(c);
   return ctx_failed(c) ? -1 : 0;
 }
 

@@ -429,3 +429,54 @@ int gc_check_entry_opts(Ctx *c, Program *p, Graph *g, const GcOptions *o, FILE *
   run_free(&r);
   return rc;
 }
+
+/* ---- entries for numeric checks in executables ---------------------------------------------
+ * A training executable checks its compiled gradient by finite differences of the loss
+ * (`prog gradcheck`). The gradient gradc derives treats stop_grad values as constants,
+ * while a plain difference of the loss sees them move (IMM's target branch is the same
+ * network under stop_grad), so the two disagree by design. These two entries let the
+ * executable hold the stop_grad values fixed, exactly as gc_check_entry does:
+ *   HELD(inputs...)            -> (outputs..., "held:K"...)   the stop_grad values
+ *   FROZEN(inputs..., held...) -> outputs...                   stop_grad nodes read inputs */
+int gc_add_frozen_entries(Program *p, const Graph *src, const char *held_name,
+                          const char *frozen_name) {
+  Graph *held = program_add_entry(p, held_name), *frozen = program_add_entry(p, frozen_name);
+  for (int i = 0; i < src->ninputs; i++) {
+    const GInput *in = &src->inputs[i];
+    graph_add_input(held, in->name, in->dtype, &in->shape);
+    graph_add_input(frozen, in->name, in->dtype, &in->shape);
+  }
+  ValId *mh = malloc(sizeof(ValId) * ((size_t)src->nnodes + 1));
+  ValId *mf = malloc(sizeof(ValId) * ((size_t)src->nnodes + 1));
+  IR_ASSERT(mh && mf);
+  int nheld = 0;
+  for (int v = 0; v < src->nnodes; v++) {
+    Node a = src->nodes[v], b = src->nodes[v];
+    for (int i = 0; i < ir_nin(&a); i++) a.in[i] = mh[a.in[i]], b.in[i] = mf[b.in[i]];
+    mh[v] = ir_must(held, ir_emit(held, &a));
+    if (a.op == OP_STOPGRAD) {
+      const char *name = arena_printf(&p->ctx->arena, "held:%d", nheld++);
+      graph_add_output(held, name, mh[v]);
+      int k = graph_add_input(frozen, name, a.dtype, &a.shape);
+      mf[v] = ir_must(frozen, ir_input(frozen, k, a.loc));
+    } else {
+      mf[v] = ir_must(frozen, ir_emit(frozen, &b));
+    }
+  }
+  /* outputs first: the runtime reads the loss as output 0 of HELD */
+  GOutput *extra = malloc(sizeof *extra * ((size_t)held->noutputs + 1));
+  IR_ASSERT(extra);
+  memcpy(extra, held->outputs, sizeof *extra * (size_t)held->noutputs);
+  int nextra = held->noutputs;
+  held->noutputs = 0;
+  for (int j = 0; j < src->noutputs; j++) {
+    graph_add_output(held, src->outputs[j].name, mh[src->outputs[j].val]);
+    graph_add_output(frozen, src->outputs[j].name, mf[src->outputs[j].val]);
+  }
+  for (int j = 0; j < nextra; j++) graph_add_output(held, extra[j].name, extra[j].val);
+  held->next_stream = frozen->next_stream = src->next_stream;
+  free(extra);
+  free(mh);
+  free(mf);
+  return nheld;
+}

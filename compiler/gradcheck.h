@@ -44,4 +44,12 @@ typedef struct {
 } GcOptions;
 int gc_check_entry_opts(Ctx *c, Program *p, Graph *g, const GcOptions *o, FILE *report);
 
+/* Adds two entries to p for numeric checks with stop_grad values held fixed (used by
+ * `gradc build` for the executable's `gradcheck`): HELD(inputs) -> (outputs of src...,
+ * "held:K"...) and FROZEN(inputs, "held:K"...) -> outputs of src, where every stop_grad
+ * node of src reads its input instead. Random draws keep their streams. Returns the
+ * number of stop_grad values. */
+int gc_add_frozen_entries(Program *p, const Graph *src, const char *held_name,
+                          const char *frozen_name);
+
 #endif

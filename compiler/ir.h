@@ -229,6 +229,7 @@ typedef struct Graph {
   GOutput *outputs;
   int noutputs, capoutputs;
   uint64_t next_stream; /* next fresh stream id for random draws */
+  int cold;             /* run only by checks (gradcheck twins): codegen skips optimization */
 } Graph;
 
 /* `extern "libm.so.6" fn erf(x: f64) -> f64`: applied elementwise to tensors. */

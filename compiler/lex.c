@@ -238,8 +238,10 @@ static int lex_punct(Lexer *L) {
       push_static(L, TK_PUNCT, L->p, puncts[i]);
       if (*L->p == '(' || *L->p == '[') L->depth++;
       if ((*L->p == ')' || *L->p == ']') && L->depth > 0) L->depth--;
-      if (*L->p == '{') L->braces++;
-      if (*L->p == '}' && L->braces > 0) L->braces--;
+      /* braces never appear inside ( ) or [ ] in this grammar: an unclosed '(' does not
+       * swallow the newlines of the rest of the file */
+      if (*L->p == '{') L->braces++, L->depth = 0;
+      if (*L->p == '}') L->braces -= L->braces > 0, L->depth = 0;
       if (L->depth + L->braces > FE_MAX_NESTING) {
         diag_error(L->c, here(L, L->p), "split the expression with let",
                    "nesting too deep (more than %d levels)", FE_MAX_NESTING);

@@ -618,8 +618,9 @@ static LLVMValueRef emit_kernel(Low *L, const Sched *s, int ki, const char *enam
    * Zen 4 splits 512-bit ops anyway. */
   LLVMAddAttributeAtIndex(body, LLVMAttributeFunctionIndex,
                           LLVMCreateStringAttribute(L->cx, "prefer-vector-width", 19, "256", 3));
-  /* too little work to repay vectorization: no IR passes, fast instruction selection */
-  if (kernel_work(s, kn) < CG_SMALL_KERNEL) add_optnone(L, body);
+  /* too little work to repay vectorization (or an entry run only by checks): no IR
+   * passes, fast instruction selection */
+  if (s->g->cold || kernel_work(s, kn) < CG_SMALL_KERNEL) add_optnone(L, body);
   for (int i = 0; i < np; i++) {
     add_attr(L, body, (unsigned)i + 1, "noalias");
     add_attr(L, body, (unsigned)i + 1, "nocapture");

@@ -44,6 +44,7 @@ typedef struct {
   uint64_t seed;       /* --seed N */
   double tol;          /* --tol T */
   int interp, ema, time, opt_level; /* --interp, --ema, --time, -O0/-O2 */
+  int no_f64;                       /* build: --no-f64-check */
 } Opts;
 
 typedef int (*CmdFn)(Ctx *c, Opts *o);
@@ -135,6 +136,8 @@ static int parse_opts(Ctx *c, Opts *o, int argc, char **argv, int i) {
       o->interp = 1;
     } else if (!strcmp(a, "--ema")) {
       o->ema = 1;
+    } else if (!strcmp(a, "--no-f64-check")) {
+      o->no_f64 = 1;
     } else if (!strcmp(a, "--time")) {
       o->time = 1;
     } else if (!strcmp(a, "-O0") || !strcmp(a, "-O2")) {
@@ -526,13 +529,63 @@ static const char *exe_name(Ctx *c, const Opts *o) {
   return arena_printf(&c->arena, "%.*s", dot ? (int)(dot - base) : (int)strlen(base), base);
 }
 
+/* `prog gradcheck` differentiates numerically, which f32 cannot do reliably (relative
+ * errors of 1e-2 are noise there). So the executable also carries f64 twins of `loss` and
+ * `loss_grad`: the file elaborated again with every f32 as f64 (its own context c64, which
+ * the caller keeps alive until code generation is done), the graphs moved into p as
+ * loss_f64 and loss_grad_f64, plus loss_held_f64/loss_frozen_f64, which let the check
+ * hold stop_grad values fixed (gc_add_frozen_entries). Their PARAM nodes index p's parameters (same names, same
+ * order: elaboration is deterministic) with f64 dtype; the runtime passes f64 copies. */
+static int add_f64_twins(Ctx *c, Ctx *c64, Opts *o, Program *p) {
+  if (!program_find_entry(p, "loss")) return 0;
+  ctx_init(c64);
+  c64->incdirs = xrealloc(NULL, (size_t)(c->nincdirs + 1) * sizeof *c64->incdirs);
+  memcpy(c64->incdirs, c->incdirs, (size_t)c->nincdirs * sizeof *c64->incdirs);
+  c64->nincdirs = c->nincdirs;
+  c64->defines = xrealloc(NULL, (size_t)(c->ndefines + 1) * sizeof *c64->defines);
+  memcpy(c64->defines, c->defines, (size_t)c->ndefines * sizeof *c64->defines);
+  c64->ndefines = c->ndefines;
+  c64->promote_f64 = 1;
+  Program p64;
+  program_init(&p64, c64);
+  int rc = fe_compile(c64, o->files[0], &p64);
+  Graph *loss = rc ? NULL : program_find_entry(&p64, "loss");
+  Graph *grad = loss ? ad_grad_entry(&p64, loss) : NULL;
+  if (grad && p64.nparams == p->nparams) {
+    gc_add_frozen_entries(&p64, loss, "loss_held_f64", "loss_frozen_f64");
+    loss->name = "loss_f64";
+    grad->name = "loss_grad_f64";
+    for (int i = 0; i < p64.nentries; i++) {
+      Graph *g = p64.entries[i];
+      if (strstr(g->name, "_f64") == NULL) continue;
+      g->cold = 1;
+      if (p->nentries == p->capentries) {
+        p->capentries = p->capentries ? 2 * p->capentries : 8;
+        p->entries = xrealloc(p->entries, (size_t)p->capentries * sizeof *p->entries);
+      }
+      p->entries[p->nentries++] = g;
+      p64.entries[i] = NULL;
+    }
+  }
+  program_free(&p64);
+  if (ctx_failed(c64)) { /* f32 compiled, so this is an internal inconsistency */
+    diag_print_all(c64, stderr);
+    fprintf(stderr, "gradc build: the f64 gradient-check entries failed; use --no-f64-check\n");
+    return -1;
+  }
+  return 0;
+}
+
 static int cmd_build(Ctx *c, Opts *o) {
   if (need_one_file(o, "build")) return 2;
   double t0 = now_s();
   Program p;
+  Ctx c64;
+  memset(&c64, 0, sizeof c64);
   int rc = compile_one(c, o, &p);
   stage_time(o, "frontend", &t0);
   if (!rc) rc = add_training_entry(c, &p);
+  if (!rc && !o->no_f64) rc = add_f64_twins(c, &c64, o, &p);
   stage_time(o, "autodiff", &t0);
   if (!rc) {
     CgOptions co;
@@ -544,6 +597,7 @@ static int cmd_build(Ctx *c, Opts *o) {
     stage_time(o, "codegen", &t0);
   }
   program_free(&p);
+  ctx_free(&c64);
   return finish(c, rc ? 1 : 0);
 }
 
@@ -581,7 +635,10 @@ static const Command commands[] = {
      "--seed at step 0. Runs the JIT at -O0 (fast compile) unless -O2 is given.\n"},
     {"build", cmd_build, "compile FILE into a standalone training executable",
      "usage: gradc build FILE [-o PROG] [-D NAME=VALUE]... [--cpu native|x86-64-v3] [-O0|-O2]\n"
+     "                   [--no-f64-check]\n"
      "Derives the training entry loss_grad from `entry loss`, optimizes (-O2 by default),\n"
+     "adds f64 twins loss_f64 and loss_grad_f64 so `PROG gradcheck` runs in f64 (unless\n"
+     "--no-f64-check),\n"
      "emits an object file and links it with libgradrt into PROG (default: the file's base\n"
      "name). Run `PROG --help` for train, sample, eval, gradcheck, data and info.\n"},
     {"gradcheck", cmd_gradcheck, "check derivatives against finite differences (f64)",

@@ -38,6 +38,7 @@ typedef struct {
 static Graph *rw_begin(Rw *r, const Graph *g) {
   r->g = g;
   r->ng = graph_new(g->ctx, g->name);
+  r->ng->cold = g->cold;
   for (int i = 0; i < g->ninputs; i++) graph_add_input(r->ng, g->inputs[i].name, g->inputs[i].dtype, &g->inputs[i].shape);
   r->ng->next_stream = g->next_stream;
   r->map = malloc((size_t)(g->nnodes > 0 ? g->nnodes : 1) * sizeof *r->map);

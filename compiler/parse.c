@@ -543,8 +543,27 @@ static Ast *stmt(Parser *P) {
   return s;
 }
 
-/* block = "{" { stmt } "}" */
+static int starts_decl(const Token *t);
+
+/* After a syntax error in a statement: skips to its end (a newline or ';' outside nested
+ * braces, or the '}' closing the block). Returns 1 if the block cannot go on (end of
+ * file, or a declaration keyword at the start of a line). */
+static int skip_stmt(Parser *P) {
+  int braces = 0;
+  for (;; P->t++) {
+    const Token *t = P->t;
+    if (starts_decl(t)) return 1;
+    if (braces == 0 && (t->kind == TK_NEWLINE || is(t, ";"))) return 0;
+    if (is(t, "{")) braces++;
+    if (is(t, "}") && braces-- == 0) return 0;
+  }
+}
+
+/* block = "{" { stmt } "}"
+ * A syntax error in one statement is reported and parsing resumes at the next one, so a
+ * body with several mistakes reports them all. */
 static Ast *block(Parser *P) {
+  if (P->t->kind == TK_NEWLINE && is(P->t + 1, "{")) P->t++; /* brace on its own line */
   Token *t = expect(P, "{");
   enter(P);
   Ast *b = new_ast(P, A_BLOCK, t->loc);
@@ -554,7 +573,21 @@ static Ast *block(Parser *P) {
     if (P->t->kind == TK_EOF) {
       fail_at(P, t->loc, "add the closing '}'", "unclosed '{'");
     }
-    plist_push(&l, stmt(P));
+    jmp_buf outer;
+    memcpy(outer, P->fail, sizeof outer);
+    int depth = P->depth;
+    Ast *volatile s = NULL;
+    if (!setjmp(P->fail)) {
+      s = stmt(P);
+    } else {
+      P->depth = depth;
+      if (skip_stmt(P)) {
+        memcpy(P->fail, outer, sizeof outer);
+        longjmp(P->fail, 1); /* give up on this declaration */
+      }
+    }
+    memcpy(P->fail, outer, sizeof outer);
+    if (s) plist_push(&l, s);
     skip_newlines(P);
   }
   P->t++;
@@ -669,6 +702,7 @@ int fe_parse(Ctx *c, Token *toks, int ntok, Module *m) {
   PList *l = arena_alloc(&c->arena, sizeof *l);
   l->arena = &c->arena;
   int *failed = arena_alloc(&c->arena, sizeof *failed);
+  int before = c->ndiags; /* statement-level recovery reports without unwinding here */
   for (;;) {
     if (setjmp(P->fail)) {
       *failed = 1;
@@ -688,13 +722,13 @@ int fe_parse(Ctx *c, Token *toks, int ntok, Module *m) {
       if (accept(P, "as")) e->alias = expect_name(P, "a name after 'as'");
       plist_push(l, e);
     }
-    if (P->t->kind != TK_NEWLINE && !is(P->t, ";") && P->t->kind != TK_EOF)
+    if (P->t->kind != TK_NEWLINE && !is(P->t, ";") && !starts_decl(P->t))
       fail_at(P, P->t->loc, NULL, "expected the end of the declaration but found %s",
               tok_desc(P, P->t));
   }
   m->ndecls = l->n;
   m->decls = (Decl **)plist_done(P, l);
-  return *failed ? -1 : 0;
+  return *failed || c->ndiags > before ? -1 : 0;
 }
 
 /* ---- printing (`gradc dump --stage=ast`, signatures in hints) ------------------------------ */

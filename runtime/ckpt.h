@@ -41,6 +41,8 @@ typedef struct {
  * failure nothing at `path` changes. */
 int gr_st_write(const char *path, const GrStTensor *t, int nt, const GrStMeta *meta,
                 int nmeta, char *err, size_t nerr);
+/* Removes PATH.tmp.XXXXXX files left by a killed gr_st_write; returns how many. */
+int gr_st_remove_stale(const char *path);
 int gr_st_read(const char *path, GrStFile *f, char *err, size_t nerr);
 /* Parses a buffer (copied). `name` is used in messages. */
 int gr_st_parse(const void *buf, size_t len, const char *name, GrStFile *f, char *err,

@@ -611,6 +611,7 @@ static int cmd_train(GrOpts *o) {
   int rc = 1;
   uint64_t ck_seed = o->seed;
   if (gr_check_writable(o->ckpt, err, sizeof err)) return fail("%s", err);
+  gr_st_remove_stale(o->ckpt); /* temp files of a write that was killed */
   if (gr_state_alloc(&s, m)) {
     gr_state_free(&s);
     return fail("cannot allocate the parameters (only f32 parameters are trainable)");

@@ -345,12 +345,19 @@ int gr_cmd_eval(GrOpts *o) {
 }
 
 /* ---- gradcheck ---------------------------------------------------------------------------- */
+/* The numeric side differentiates `l`. When the program carries loss_held_f64 and
+ * loss_frozen_f64 (gradc build adds them), `l` is the frozen loss: every stop_grad value
+ * is an extra input, filled once from loss_held_f64 at the base point, so the difference
+ * treats stop_grad values as constants exactly as the derived gradient does (IMM's target
+ * branch is the same network under stop_grad; a plain difference would see it move). */
 typedef struct {
   const GrOpts *o;
   const GrEntryInfo *lg, *l; /* loss_grad and (optional) loss */
+  const GrEntryInfo *held;   /* loss_held_f64, or NULL */
   int f64;
   void **params;              /* in the entries' dtype */
   void *in[2];
+  void **lin;                 /* inputs of l: in[], then the held stop_grad values */
   void **outs;                /* loss_grad outputs */
   void *ws;
   GrPool *pool;
@@ -361,7 +368,7 @@ static double gc_loss(Gc *g) {
   if (g->l) {
     double buf[8] = {0};
     void *out[1] = {buf};
-    gr_call_entry(g->l, g->o->m, g->in, g->params, out, g->ws, &rc);
+    gr_call_entry(g->l, g->o->m, g->lin ? g->lin : g->in, g->params, out, g->ws, &rc);
     return g->f64 ? buf[0] : (double)((float *)buf)[0];
   }
   gr_call_entry(g->lg, g->o->m, g->in, g->params, g->outs, g->ws, &rc);
@@ -407,7 +414,40 @@ static int gc_setup(Gc *g, GrState *s, GrData *d) {
   return 0;
 }
 
+/* Fills g->lin: the loss inputs, then the stop_grad values of loss_held_f64 at the
+ * current parameters. */
+static int gc_hold(Gc *g) {
+  const GrEntryInfo *h = g->held;
+  int nin = h->ninputs, nheld = h->noutputs - 1;
+  if (g->l->ninputs != nin + nheld) return efail("entries %s and %s do not match", h->name, g->l->name);
+  g->lin = calloc((size_t)(nin + nheld) + 1, sizeof *g->lin);
+  void **hout = calloc((size_t)h->noutputs + 1, sizeof *hout);
+  if (!g->lin || !hout) return free(hout), efail("out of memory");
+  for (int i = 0; i < nin; i++) g->lin[i] = g->in[i];
+  int64_t wsb = h->workspace_bytes > 64 ? h->workspace_bytes : 64;
+  void *ws = gr_alloc((size_t)wsb);
+  int bad = !ws;
+  for (int j = 0; j < h->noutputs && !bad; j++) {
+    hout[j] = gr_alloc((size_t)gr_numel(&h->outputs[j]) * gr_dtype_size(h->outputs[j].dtype) + 8);
+    bad = !hout[j];
+  }
+  if (!bad) {
+    GrRunCtx rc = {g->o->seed, 0, g->pool};
+    gr_call_entry(h, g->o->m, g->in, g->params, hout, ws, &rc);
+    for (int j = 0; j < nheld; j++) g->lin[nin + j] = hout[1 + j];
+  }
+  gr_free(ws);
+  gr_free(hout[0]);
+  if (bad)
+    for (int j = 1; j < h->noutputs; j++) gr_free(hout[j]);
+  free(hout);
+  return bad ? efail("out of memory") : 0;
+}
+
 static void gc_free(Gc *g, int np) {
+  if (g->lin && g->held)
+    for (int j = g->held->ninputs; j < g->l->ninputs; j++) gr_free(g->lin[j]);
+  free(g->lin);
   gr_free(g->in[0]), gr_free(g->in[1]), gr_free(g->ws);
   for (int i = 0; g->params && i < np; i++) gr_free(g->params[i]);
   for (int i = 0; g->outs && i <= np; i++) gr_free(g->outs[i]);
@@ -489,6 +529,10 @@ int gr_cmd_gradcheck(GrOpts *o) {
   g.lg = gr_find_entry(m, "loss_grad_f64");
   g.l = gr_find_entry(m, "loss_f64");
   g.f64 = g.lg != NULL;
+  if (g.f64 && gr_find_entry(m, "loss_frozen_f64") && gr_find_entry(m, "loss_held_f64")) {
+    g.l = gr_find_entry(m, "loss_frozen_f64");
+    g.held = gr_find_entry(m, "loss_held_f64");
+  }
   if (!g.f64) {
     g.lg = gr_find_entry(m, "loss_grad");
     g.l = gr_find_entry(m, "loss");
@@ -514,7 +558,7 @@ int gr_cmd_gradcheck(GrOpts *o) {
     return efail("%s", err);
   }
   g.pool = gr_pool_create(o->threads);
-  int r = gc_setup(&g, &s, &d) ? 1 : gc_run(&g, &s);
+  int r = gc_setup(&g, &s, &d) || (g.held && gc_hold(&g)) ? 1 : gc_run(&g, &s);
   gc_free(&g, m->nparams);
   gr_pool_destroy(g.pool);
   gr_data_close(&d);

@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -169,6 +170,33 @@ int gr_st_write(const char *path, const GrStTensor *t, int nt, const GrStMeta *m
     close(dfd);
   }
   return 0;
+}
+
+/* A write killed by SIGKILL (or a power cut) leaves PATH.tmp.XXXXXX behind: complete or
+ * not, it was never renamed, so nothing reads it. Training removes such leftovers of its
+ * own checkpoint before it starts (names exactly PATH.tmp. + 6 mkstemp characters, regular
+ * files only). Returns how many were removed. */
+int gr_st_remove_stale(const char *path) {
+  char dir[4096];
+  dir_of(path, dir, sizeof dir);
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  size_t bl = strlen(base);
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    const char *nm = e->d_name;
+    if (strlen(nm) != bl + 11 || strncmp(nm, base, bl) != 0 || strncmp(nm + bl, ".tmp.", 5) != 0)
+      continue;
+    char full[8300];
+    snprintf(full, sizeof full, "%s/%s", dir, nm);
+    struct stat st;
+    if (lstat(full, &st) == 0 && S_ISREG(st.st_mode) && unlink(full) == 0) n++;
+  }
+  closedir(d);
+  return n;
 }
 
 /* ---- reader: a JSON subset parser ----------------------------------------------------- */

@@ -6,6 +6,11 @@
 #   npy_* idx_* *-images-*  `prog train --steps 2 --data FILE`   (data readers)
 #   ckpt_*                  `prog train --resume --ckpt FILE`     (checkpoint loader)
 #   eval_ckpt_* (the same ckpt_ files through `prog eval --ckpt FILE`, listed in EVAL)
+# and through gradc itself (the npy reader of runtime/npy.c and the --params loader):
+#   run_npy_*      `gradc run model.grad --in x=FILE`
+#   params_ckpt_*  `gradc run model.grad --in x=ok_x4.npy --params FILE` (listed in PARAMS:
+#                  gradc run needs only the parameters, so a checkpoint with another
+#                  graph hash but the same parameters loads, correctly)
 # and must make it exit with status 1 and exactly the stderr in tests/bad/files/NAME.expected
 # (one `error:` line naming the file and what is wrong). Files are copied into a scratch
 # folder and run there, so messages show bare file names and nothing in the repository is
@@ -15,11 +20,12 @@ set -u
 update=0
 if [ "${1:-}" = "--update" ]; then update=1; fi
 BUILD=${BUILD:-build}
+GRADC=${GRADC:-$BUILD/gradc}
 CC=${CC:-cc}
 SAN=""
 case "$BUILD" in *asan*) SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" ;; esac
 cd "$(dirname "$0")/../.." || exit 1
-root=$PWD
+case "$GRADC" in /*) ;; *) GRADC="$PWD/$GRADC" ;; esac
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
@@ -46,7 +52,10 @@ if [ $update -eq 1 ]; then
     fail "cannot make the foreign / sgd checkpoints"
   cp "$tmp/ckpt_foreign.safetensors" "$tmp/ckpt_sgd.safetensors" "$F/"
 fi
-EVAL="ckpt_foreign.safetensors ckpt_truncated.safetensors ckpt_wrong_shape.safetensors"
+EVAL="ckpt_foreign.safetensors ckpt_truncated.safetensors ckpt_wrong_shape.safetensors ckpt_other_graph.safetensors"
+PARAMS="ckpt_bad_json ckpt_binary_junk ckpt_byte_count ckpt_empty ckpt_header_len_past_end
+  ckpt_header_past_end ckpt_missing_tensor ckpt_offsets_outside ckpt_truncated ckpt_wrong_dtype
+  ckpt_wrong_shape ckpt_other_graph"
 mkdir "$tmp/run"
 n=0; bad=0
 check() { # name expected-file command...
@@ -61,7 +70,7 @@ check() { # name expected-file command...
 }
 for f in "$F"/*; do
   b=$(basename "$f")
-  case "$b" in *.expected|*.py) continue ;; esac
+  case "$b" in *.expected|*.py|*.grad|ok_*) continue ;; esac
   rm -rf "$tmp/run"/*; cp "$F"/* "$tmp/run/"
   case "$b" in
     ckpt_*) check "$b" "$F/$b.expected" "$P" train --resume --steps 20 --quiet --ckpt "$b" ;;
@@ -73,6 +82,21 @@ done
 for b in $EVAL; do
   check "eval $b" "$F/eval_$b.expected" "$P" eval --ckpt "$b" -n 64
 done
+if [ -x "$GRADC" ]; then
+  for f in "$F"/npy_*.npy; do
+    b=$(basename "$f")
+    check "run $b" "$F/run_$b.expected" "$GRADC" run model.grad --in "x=$b" --out o
+  done
+  for b in $PARAMS; do
+    check "params $b" "$F/params_$b.expected" "$GRADC" run model.grad --in x=ok_x4.npy \
+      --params "$b.safetensors" --out o
+  done
+  # the good input and the model do run (so the cases above fail for the file alone)
+  (cd "$tmp/run" && "$GRADC" run model.grad --in x=ok_x4.npy --out o) >/dev/null 2>&1 ||
+    { echo "FAIL: gradc run on the good input failed"; bad=1; }
+else
+  echo "FAIL: no gradc at $GRADC"; bad=1
+fi
 # every corpus file must have been unchanged by the runs above
 for f in "$tmp/run"/*; do
   b=$(basename "$f")

@@ -8,7 +8,8 @@
 #    (odd trials: as soon as a checkpoint temp file appears, i.e. during a write; even
 #    trials: after a random 10-400 ms), check that the checkpoint on disk is either absent
 #    or a complete, valid safetensors file, kill the resumed run once more, then
-#    `--resume` to the end; the final checkpoint must equal the reference byte for byte.
+#    `--resume` to the end; the final checkpoint must equal the reference byte for byte,
+#    and the temp file of a killed write must be gone (training removes it at start).
 # 3. A failed write (disk full, simulated with `ulimit -f`: the write fails with EFBIG
 #    once the file passes the limit, SIGXFSZ ignored; works as root, unlike chmod) leaves
 #    the previous checkpoint intact, removes its temp file and reports the error (exit 1).
@@ -57,7 +58,9 @@ kill_run() { # dir mode
   pid=$!
   if [ "$2" = write ]; then
     i=0
-    while [ $i -lt 20000 ] && ! ls "$1" | grep -q '\.tmp\.'; do i=$((i + 1)); done
+    while [ $i -lt 20000 ] && kill -0 $pid 2>/dev/null && ! ls "$1" | grep -q '\.tmp\.'; do
+      i=$((i + 1))
+    done
   else
     sleep "0.$(printf '%03d' $((10 + $(rnd) % 390)))"
   fi
@@ -79,6 +82,7 @@ while [ $t -le "$TRIALS" ]; do
     fail "trial $t: resumed run failed: $(cat "$d/err")"
   cmp -s "$tmp/ref/c.safetensors" "$d/c.safetensors" ||
     fail "trial $t: final checkpoint differs from the uninterrupted run"
+  ! ls "$d" | grep -q '\.tmp\.' || fail "trial $t: a temp file of a killed write is left after --resume"
   t=$((t + 1))
 done
 [ $mid -ge 1 ] || fail "no SIGKILL landed during a checkpoint write ($kills kills)"

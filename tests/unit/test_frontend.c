@@ -258,6 +258,43 @@ START_TEST(parse_errors_recover) {
 }
 END_TEST
 
+START_TEST(parse_errors_per_statement) {
+  /* three broken statements in one body, an unclosed '(' that must not swallow the next
+   * function's newlines, then a valid entry: four errors, nothing else */
+  Fx *f = fx_new("fn a(x: f32) -> f32 {\n"
+                 "  let y = x +\n"
+                 "  let z = (x * 2\n"
+                 "  return x $ 1\n"
+                 "}\n"
+                 "fn b(x: f32) -> f32 {\n"
+                 "  let y = exp(x\n"
+                 "}\n"
+                 "fn c(x: f32) -> f32 {\n"
+                 "  let y = x\n"
+                 "  return y\n"
+                 "}\n");
+  ck_assert_int_eq(f->c.ndiags, 1); /* the lexer stops at '$' */
+  fx_free(f);
+  f = fx_new("fn a(x: f32) -> f32 {\n"
+             "  let y = x + )\n"
+             "  let = 3\n"
+             "  for i in { }\n"
+             "  return x\n"
+             "}\n"
+             "fn b(x: f32) -> f32 {\n"
+             "  let y = exp(x\n"
+             "}\n"
+             "fn c(x: f32) -> f32 {\n"
+             "  let y = x\n"
+             "  return y\n"
+             "}\n");
+  ck_assert_int_eq(f->c.ndiags, 4);
+  static const int lines[] = {2, 3, 4, 9};
+  for (int i = 0; i < 4; i++) ck_assert_int_eq(f->c.diags[i].loc.line, lines[i]);
+  fx_free(f);
+}
+END_TEST
+
 START_TEST(dump_ast_prints_tree) {
   Fx *f = fx_new("");
   char *path = fx_write(f, "d.grad", "const A = 1 + 2\n", 16);
@@ -566,6 +603,35 @@ START_TEST(elab_errors) {
 }
 END_TEST
 
+START_TEST(resolve_uncalled_functions) {
+  /* a typo in a function no entry calls, and one in a branch not taken: both found; a
+   * correct program with every scoping form gives nothing */
+  Fx *f = fx_new("fn unused(x: f32[N]) -> f32[N] { return tanhh(x) }\n"
+                 "fn g(x: f32[N], k: int = 0) -> f32[N] {\n"
+                 "  if k == 1 { return x * scael }\n"
+                 "  return x\n"
+                 "}\n"
+                 "entry e(x: f32[3]) -> f32[3] { return g(x) }\n");
+  ck_assert_int_eq(f->c.ndiags, 2);
+  expect_err(f, "unknown name 'tanhh'", 1, 41);
+  ck_assert_str_eq(f->c.diags[1].msg, "unknown name 'scael'");
+  fx_free(f);
+  f = fx_new("const C = 2\n"
+             "fn h(x: f32[N, D], w: int = D * C, sz: list = [N]) -> f32[N, D] {\n"
+             "  let (a, b) = (x, x)\n"
+             "  param p: f32[D] = normal(0.1 * C)\n"
+             "  let acc = a\n"
+             "  for i in 0..2 { let t = acc * i; acc = t + p }\n"
+             "  for v in sz { acc = acc + v + w }\n"
+             "  if N > 1 { let q = b; acc = acc + q } else { acc = acc - b }\n"
+             "  return acc + pi + dim(x, 0) + len(sz) + cast(arange(D, dtype=i32), f32)\n"
+             "}\n"
+             "entry e(x: f32[3, 2]) -> f32[3, 2] { return h(x) }\n");
+  expect_ok(f);
+  fx_free(f);
+}
+END_TEST
+
 START_TEST(elab_several_errors) {
   Fx *f = fx_new("entry a(x: f32[4]) -> f32[4] { return x + y }\n"
                  "entry b(x: f32[4], z: f32[5]) -> f32[4] { return x * z }\n"
@@ -737,6 +803,7 @@ static Suite *suite(void) {
   tcase_add_test(t, lex_nul_byte);
   tcase_add_test(t, parse_every_construct);
   tcase_add_test(t, parse_errors_recover);
+  tcase_add_test(t, parse_errors_per_statement);
   tcase_add_test(t, dump_ast_prints_tree);
   suite_add_tcase(s, t);
   t = tcase_create("elab");
@@ -752,6 +819,7 @@ static Suite *suite(void) {
   tcase_add_test(t, elab_imports);
   tcase_add_test(t, elab_errors);
   tcase_add_test(t, elab_several_errors);
+  tcase_add_test(t, resolve_uncalled_functions);
   tcase_add_test(t, elab_promote_f64_and_extern);
   tcase_add_test(t, elab_grad_and_jvp);
   tcase_add_test(t, numeric_builtins);

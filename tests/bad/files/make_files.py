@@ -101,5 +101,12 @@ w("ckpt_no_metadata.safetensors", st(full(), None))
 w("ckpt_empty.safetensors", b"")
 w("ckpt_binary_junk.safetensors", bytes((i * 37 + 11) % 256 for i in range(300)))
 w("ckpt_bad_step.safetensors", st(full(), dict(META, step="-3")))
+w("ckpt_other_graph.safetensors", st({"enc.w": ("F32", [3, 3], f4(9)), "ema/enc.w": ("F32", [3, 3], f4(9)),
+                                      "adam_m/enc.w": ("F32", [3, 3], f4(9)),
+                                      "adam_v/enc.w": ("F32", [3, 3], f4(9))},
+                                     dict(META, graph_hash="ffff0000ffff0000")))
 w("ckpt_byte_count.safetensors", good.replace(b'"shape": [2, 2], "data_offsets": [0, 16]',
                                               b'"shape": [2, 3], "data_offsets": [0, 16]', 1))
+
+# ---- a good input for `gradc run model.grad --in x=ok_x4.npy` (the params cases) ----
+w("ok_x4.npy", npy_header("<f4", [4, 2]) + f4(8))
