@@ -16,8 +16,14 @@
  * into one call would not be safe: OpenBLAS's Haswell kernels compute rows near a call's
  * edge in a different order, so a different cut changed ~3 % of the elements of a
  * 1024 x 256 x 256 product in the last bits; its AVX-512 kernels did not. Tested in
- * tests/unit/test_runtime_gemm.c.) With one thread the extra calls cost little: each
- * re-packs its slice of one operand.
+ * tests/unit/test_runtime_gemm.c.)
+ *
+ * Block size: with one thread each extra call re-packs the whole other operand (splitting
+ * rows of C re-packs all of B). Measured at 1 thread (IMM D = 2, B = 1024, CPU ms per
+ * step, 3 interleaved triples): one call per product 8.18-8.56; blocks of 128 (8 per
+ * 1024 rows) 9.16-9.43 (+11 %); blocks of 256, at least 2 (4 per 1024 rows, 2 for the
+ * 256-wide weight gradients) 8.53-8.90 (+3 %). So: len / 256 blocks, at least 2 (every
+ * product worth splitting feeds both threads of a 2-core machine), at most 16.
  *
  * Small products (under GR_GEMM_MIN_PAR multiply-adds) stay one call: below that the
  * dispatch (a few microseconds) costs more than the second core gains.
@@ -27,7 +33,9 @@
 
 #include "gradrt.h"
 
-#define GR_GEMM_BLOCK 128           /* target rows/columns per block */
+#ifndef GR_GEMM_BLOCK
+#define GR_GEMM_BLOCK 256           /* target rows/columns per block (at least 2 blocks) */
+#endif
 #define GR_GEMM_MAXBLK 16           /* at most this many blocks (calls) per product */
 #ifndef GR_GEMM_MIN_PAR
 #define GR_GEMM_MIN_PAR (1LL << 21) /* M N K below this: one call */
@@ -71,10 +79,10 @@ static int64_t block_start(int64_t b, int64_t n, int64_t len) {
 }
 
 static int64_t block_count(int64_t M, int64_t N, int64_t K, int64_t len) {
-  if (M * N * K < GR_GEMM_MIN_PAR) return 1;
+  if (M * N * K < GR_GEMM_MIN_PAR || len < 32) return 1;
   int64_t n = len / GR_GEMM_BLOCK;
   if (n > GR_GEMM_MAXBLK) n = GR_GEMM_MAXBLK;
-  return n < 1 ? 1 : n;
+  return n < 2 ? 2 : n;
 }
 
 typedef struct {

@@ -95,8 +95,8 @@ START_TEST(f64_and_small) {
   check_case(&big);
   Case small = {5, 7, 3, 0, 1, 0}; /* below the split threshold: one call */
   check_case(&small);
-  Case one_block = {64, 64, 1024, 1, 0, 0}; /* one block each way: one call */
-  check_case(&one_block);
+  Case narrow = {64, 64, 1024, 1, 0, 0}; /* 64 rows: the minimum 2 blocks of 32 */
+  check_case(&narrow);
   Case k0 = {130, 70, 0, 0, 0, 0}; /* K = 0: C = 0 */
   check_case(&k0);
 }
