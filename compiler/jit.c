@@ -33,12 +33,28 @@ static double mono(void) {
 }
 
 #pragma weak gr_parallel_for
+#pragma weak gr_gemm
 
 /* Used when the runtime's thread pool is not linked in: everything on the caller. */
 static void serial_for(const GrRunCtx *rc, int64_t n, int64_t grain,
                        void (*body)(void *, int64_t, int64_t), void *env) {
   (void)rc, (void)grain;
   if (n > 0) body(env, 0, n);
+}
+
+/* Used when the runtime's gr_gemm is not linked in: one BLAS call. */
+static void serial_gemm(const GrRunCtx *rc, int32_t f64, int32_t ta, int32_t tb, int64_t M,
+                        int64_t N, int64_t K, const void *A, int64_t lda, const void *B,
+                        int64_t ldb, void *C, int64_t ldc) {
+  (void)rc;
+  if (M <= 0 || N <= 0) return;
+  enum CBLAS_TRANSPOSE a = ta ? CblasTrans : CblasNoTrans, b = tb ? CblasTrans : CblasNoTrans;
+  if (f64)
+    cblas_dgemm(CblasRowMajor, a, b, (int)M, (int)N, (int)K, 1.0, A, (int)lda, B, (int)ldb, 0.0, C,
+                (int)ldc);
+  else
+    cblas_sgemm(CblasRowMajor, a, b, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, 0.0f,
+                C, (int)ldc);
 }
 
 typedef struct {
@@ -75,6 +91,7 @@ static int jit_fail(CgJit *j, LLVMErrorRef err, const char *what) {
 
 static void *resolve(CgJit *j, const char *name) {
   if (!strcmp(name, "gr_parallel_for")) return gr_parallel_for ? (void *)gr_parallel_for : (void *)serial_for;
+  if (!strcmp(name, "gr_gemm")) return gr_gemm ? (void *)gr_gemm : (void *)serial_gemm;
   if (!strcmp(name, "cblas_sgemm")) return (void *)cblas_sgemm;
   if (!strcmp(name, "cblas_dgemm")) return (void *)cblas_dgemm;
   for (int i = 0; i < j->nlibs; i++) {

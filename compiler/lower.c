@@ -6,8 +6,8 @@
  *   NAME.kI(env, lo, hi)                             kernel I over outer indices [lo, hi)
  *   NAME.kI.body(p0.., dst, seed, step, shard, lo, hi)      its loop nest, pointers noalias
  * The entry walks the schedule in order: a gemm kernel is a call (or a loop of calls for
- * batch dims) of cblas_sgemm/dgemm; any other kernel stores its buffer pointers, seed and
- * step into a small env array and runs NAME.kI over its outer extent, through
+ * batch dims) of gr_gemm (runtime/gemm.c: cblas_sgemm/dgemm split over the pool); any
+ * other kernel stores its buffer pointers, seed and step into a small env array and runs NAME.kI over its outer extent, through
  * gr_parallel_for when rc->pool is set (only kernels whose outer loop indexes independent
  * output elements are split, so results never depend on the thread count).
  *
@@ -860,9 +860,11 @@ static void call_gemm(EC *e, const Kernel *kn) {
   DType t = n->dtype;
   LLVMTypeRef ty = low_type(L, t);
   LLVMValueRef A = node_ptr(e, kn->mm_a), B = node_ptr(e, kn->mm_b), C = buf_ptr(e, &kn->dst);
-  LLVMTypeRef at[14] = {L->i32, L->i32, L->i32, L->i32, L->i32, L->i32, ty, L->ptr, L->i32, L->ptr, L->i32, ty, L->ptr, L->i32};
-  LLVMTypeRef ft = LLVMFunctionType(L->vd, at, 14, 0);
-  LLVMValueRef f = low_func(L, t == DT_F32 ? "cblas_sgemm" : "cblas_dgemm", L->vd, at, 14);
+  /* gr_gemm(rc, f64, ta, tb, M, N, K, A, lda, B, ldb, C, ldc): runtime/gemm.c splits it
+   * over the pool */
+  LLVMTypeRef at[13] = {L->ptr, L->i32, L->i32, L->i32, L->i64, L->i64, L->i64, L->ptr, L->i64, L->ptr, L->i64, L->ptr, L->i64};
+  LLVMTypeRef ft = LLVMFunctionType(L->vd, at, 13, 0);
+  LLVMValueRef f = low_func(L, "gr_gemm", L->vd, at, 13);
   /* batch loop (in the entry function itself) */
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(b);
   LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(L->cx, e->fn, "gemm"),
@@ -876,13 +878,14 @@ static void call_gemm(EC *e, const Kernel *kn) {
   LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, i, LLVMConstInt(L->i64, (unsigned long long)nb, 0), ""), body, done);
   LLVMPositionBuilderAtEnd(b, body);
 #define I32(v) LLVMConstInt(L->i32, (unsigned long long)(v), 0)
+#define I64(v) LLVMConstInt(L->i64, (unsigned long long)(v), 0)
 #define OFF(p, per) LLVMBuildInBoundsGEP2(b, ty, (p), (LLVMValueRef[]){LLVMBuildNSWMul(b, i, LLVMConstInt(L->i64, (unsigned long long)(per), 0), "")}, 1, "")
-  LLVMValueRef args[14] = {I32(101), I32(kn->mm_ta ? 112 : 111), I32(kn->mm_tb ? 112 : 111), I32(M), I32(N), I32(K),
-                           LLVMConstReal(ty, 1.0), OFF(A, M * K), I32(lda), OFF(B, K * N), I32(ldb),
-                           LLVMConstReal(ty, 0.0), OFF(C, M * N), I32(N)};
+  LLVMValueRef args[13] = {e->rc, I32(t == DT_F64), I32(kn->mm_ta ? 1 : 0), I32(kn->mm_tb ? 1 : 0), I64(M), I64(N), I64(K),
+                           OFF(A, M * K), I64(lda), OFF(B, K * N), I64(ldb), OFF(C, M * N), I64(N)};
 #undef I32
+#undef I64
 #undef OFF
-  LLVMBuildCall2(b, ft, f, args, 14, "");
+  LLVMBuildCall2(b, ft, f, args, 13, "");
   LLVMValueRef next = LLVMBuildNSWAdd(b, i, LLVMConstInt(L->i64, 1, 0), "");
   LLVMBuildBr(b, head);
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);

@@ -10,8 +10,9 @@
  *   - it is an operand of a matrix product (BLAS needs memory; a transpose of the last
  *     two axes of a materialized node is folded into the ta/tb flags instead),
  *   - it is an entry output,
- *   - it is used more than once and is not cheap, or it feeds a broadcast that enlarges
- *     it and is not free (else it would be recomputed once per broadcast copy). The cost
+ *   - it is used more than once and is not cheap (unless every use ends in a reduction
+ *     and it is still fairly cheap: see RECOMPUTE_REDUCED_MAX), or it feeds a broadcast
+ *     that enlarges it and is not free (else it would be recomputed once per broadcast copy). The cost
  *     of recomputing a node is the arithmetic of its fused subtree (index moves and
  *     constants 0, add/mul/compare 1, div/sqrt 4, transcendentals 20); up to
  *     RECOMPUTE_MAX it is cheaper to recompute in every consumer than to write and
@@ -46,9 +47,17 @@ typedef struct {
   char *need;        /* must own storage (or be a view) */
   char *feeds_expand;/* consumed by a broadcast that enlarges it */
   int *cost;         /* arithmetic to recompute it (its fused subtree) */
+  char *into_reduce; /* every use ends in a reduction through elementwise ops / index moves */
 } Marks;
 
 #define RECOMPUTE_MAX 2
+/* A node all of whose uses end in reductions is recomputed inside each of them (at most
+ * RECOMPUTE_REDUCED_USES) when its subtree costs up to RECOMPUTE_REDUCED_MAX: such nodes
+ * are large (the [G, M, M, D] pairwise differences of the IMM kernel gradient, read by
+ * one sum over each M axis), and writing then re-reading them costs more memory traffic
+ * than a few adds per element, and their buffer set the workspace peak. */
+#define RECOMPUTE_REDUCED_MAX 8
+#define RECOMPUTE_REDUCED_USES 3
 
 static int op_cost(Op op) {
   switch (op) {
@@ -65,6 +74,28 @@ static int op_cost(Op op) {
   default:
     return 20;
   }
+}
+
+/* A use of v by c is "into a reduction" when c is a reduction, or an elementwise op or a
+ * non-enlarging index move whose own uses are all into reductions. Reverse topological
+ * order sees every consumer before its inputs. */
+static int passes_through(Op op) {
+  return op_is_elementwise(op) || op == OP_RESHAPE || op == OP_TRANSPOSE || op == OP_SLICE ||
+         op == OP_STOPGRAD;
+}
+
+static void mark_into_reduce(const Sched *s, Marks *m) {
+  const Graph *g = s->g;
+  char *bad = calloc((size_t)(g->nnodes > 0 ? g->nnodes : 1), 1);
+  for (int j = 0; j < g->noutputs; j++) bad[g->outputs[j].val] = 1;
+  for (int c = g->nnodes - 1; c >= 0; c--) {
+    const Node *n = &g->nodes[c];
+    m->into_reduce[c] = !bad[c] && s->nuses[c] > 0;
+    int ok = is_reduce(n->op) || (passes_through(n->op) && m->into_reduce[c]);
+    for (int k = 0; k < ir_nin(n); k++)
+      if (!ok) bad[n->in[k]] = 1;
+  }
+  free(bad);
 }
 
 static void mark_needs(Sched *s, Marks *m) {
@@ -86,6 +117,7 @@ static void mark_needs(Sched *s, Marks *m) {
     m->need[g->outputs[j].val] = 1;
     s->nuses[g->outputs[j].val]++;
   }
+  mark_into_reduce(s, m);
 }
 
 static void decide_storage(Sched *s, Marks *m) {
@@ -107,7 +139,10 @@ static void decide_storage(Sched *s, Marks *m) {
     for (int k = 0; k < ir_nin(n); k++)
       if (s->store[n->in[k]] == IR_ERR) cost += m->cost[n->in[k]];
     m->cost[v] = cost > 1000 ? 1000 : cost;
-    if (m->need[v] || (s->nuses[v] > 1 && cost > RECOMPUTE_MAX) || (m->feeds_expand[v] && cost > 0)) {
+    int shared = s->nuses[v] > 1 && cost > RECOMPUTE_MAX &&
+                 !(m->into_reduce[v] && cost <= RECOMPUTE_REDUCED_MAX &&
+                   s->nuses[v] <= RECOMPUTE_REDUCED_USES);
+    if (m->need[v] || shared || (m->feeds_expand[v] && cost > 0)) {
       s->store[v] = v;
       s->buf[v] = (Buf){BUF_WS, 0, 0, shape_numel(&n->shape) * (int64_t)dtype_size(n->dtype)};
     }
@@ -379,7 +414,8 @@ Sched *sched_build(const Graph *g, const Program *p) {
   s->store = calloc((size_t)n, sizeof *s->store);
   s->buf = calloc((size_t)n, sizeof *s->buf);
   s->nuses = calloc((size_t)n, sizeof *s->nuses);
-  Marks m = {calloc((size_t)n, 1), calloc((size_t)n, 1), calloc((size_t)n, sizeof(int))};
+  Marks m = {calloc((size_t)n, 1), calloc((size_t)n, 1), calloc((size_t)n, sizeof(int)),
+             calloc((size_t)n, 1)};
   mark_needs(s, &m);
   decide_storage(s, &m);
   char *seen = calloc((size_t)n, 1);
@@ -394,6 +430,7 @@ Sched *sched_build(const Graph *g, const Program *p) {
   free(m.need);
   free(m.feeds_expand);
   free(m.cost);
+  free(m.into_reduce);
   return s;
 }
 

@@ -826,6 +826,7 @@ static int cmd_info(GrOpts *o) {
   printf("program     %s\ngraph hash  %s\nabi         %d\n", m->source_name ? m->source_name : "?",
          m->graph_hash ? m->graph_hash : "?", m->abi_version);
   printf("distributed %s\n", gr_comm_engine()); /* MPI runtime or not (gradc build --mpi) */
+  printf("blas        OpenBLAS kernels %s (products split over %d thread(s))\n", gr_blas_coretype(), o->threads);
   int width = 8;
   for (int i = 0; i < m->nparams; i++) {
     int len = (int)strlen(m->params[i].name);
@@ -910,6 +911,7 @@ int gr_main(const GrModuleInfo *m, int argc, char **argv) {
 }
 
 static int run_command(GrOpts *o, int which) {
+  gr_blas_setup(o->threads); /* OpenBLAS's kernels and threads (blas.c) */
   switch (which) {
   case 0: return cmd_train(o);
   case 1: return gr_cmd_sample(o);

@@ -57,6 +57,13 @@ void gr_log_close(GrLog *lg);
 /* "1h02m03s" style duration into buf. */
 char *gr_fmt_duration(double s, char *buf, size_t n);
 
+/* ---- BLAS set-up (blas.c) --------------------------------------------------------------- */
+/* Before the first matrix product of a run: OpenBLAS single-threaded (the pool of
+ * `threads` splits the products, gemm.c; GRADC_BLAS_THREADS=N overrides). Idempotent. */
+void gr_blas_setup(int threads);
+/* The name of OpenBLAS's kernel set in use ("unknown" for another BLAS). */
+const char *gr_blas_coretype(void);
+
 /* ---- PNG (png.c) --------------------------------------------------------------------- */
 /* Raw 8-bit image, channels 1 (gray) or 3 (RGB), rows top to bottom. */
 int gr_png_write(const char *path, const uint8_t *pix, int w, int h, int channels,

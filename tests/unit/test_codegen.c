@@ -635,7 +635,7 @@ START_TEST(dumps) {
   g_init(&c);
   build_mlp(&c, DT_F32, 16);
   static const char *const stages[] = {"opt", "sched", "llvm", "asm"};
-  static const char *const marks[] = {"= matmul", "gemm", "define void @test(", "cblas_sgemm"};
+  static const char *const marks[] = {"= matmul", "gemm", "define void @test(", "gr_gemm"};
   for (int i = 0; i < 4; i++) {
     char *buf = NULL;
     size_t len = 0;
