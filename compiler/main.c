@@ -535,9 +535,9 @@ static const char *exe_name(Ctx *c, const Opts *o) {
 /* `prog gradcheck` differentiates numerically, which f32 cannot do reliably (relative
  * errors of 1e-2 are noise there). So the executable also carries f64 twins of `loss` and
  * `loss_grad`: the file elaborated again with every f32 as f64 (its own context c64, which
- * the caller keeps alive until code generation is done), the graphs moved into p as
- * loss_f64 and loss_grad_f64, plus loss_held_f64/loss_frozen_f64, which let the check
- * hold stop_grad values fixed (gc_add_frozen_entries). Their PARAM nodes index p's parameters (same names, same
+ * the caller keeps alive until code generation is done), and three graphs moved into p:
+ * loss_grad_f64, and loss_held_f64/loss_frozen_f64, which let the check hold stop_grad
+ * values fixed (gc_add_frozen_entries) and take the place of an f64 `loss`. Their PARAM nodes index p's parameters (same names, same
  * order: elaboration is deterministic) with f64 dtype; the runtime passes f64 copies. */
 static int add_f64_twins(Ctx *c, Ctx *c64, Opts *o, Program *p) {
   if (!program_find_entry(p, "loss")) return 0;
@@ -556,8 +556,7 @@ static int add_f64_twins(Ctx *c, Ctx *c64, Opts *o, Program *p) {
   Graph *grad = loss ? ad_grad_entry(&p64, loss) : NULL;
   if (grad && p64.nparams == p->nparams) {
     gc_add_frozen_entries(&p64, loss, "loss_held_f64", "loss_frozen_f64");
-    loss->name = "loss_f64";
-    grad->name = "loss_grad_f64";
+    grad->name = "loss_grad_f64"; /* the f64 `loss` itself is not needed: frozen replaces it */
     for (int i = 0; i < p64.nentries; i++) {
       Graph *g = p64.entries[i];
       if (strstr(g->name, "_f64") == NULL) continue;
@@ -644,7 +643,8 @@ static const Command commands[] = {
      "usage: gradc build FILE [-o PROG] [-D NAME=VALUE]... [--cpu native|x86-64-v3] [-O0|-O2]\n"
      "                   [--no-f64-check] [--mpi]\n"
      "Derives the training entry loss_grad from `entry loss`, optimizes (-O2 by default),\n"
-     "adds f64 twins loss_f64 and loss_grad_f64 so `PROG gradcheck` runs in f64 (unless\n"
+     "adds f64 twins (loss_grad_f64, loss_held_f64, loss_frozen_f64) so `PROG gradcheck`\n"
+     "runs in f64 with stop_grad values held fixed (unless\n"
      "--no-f64-check),\n"
      "emits an object file and links it with libgradrt into PROG (default: the file's base\n"
      "name). Run `PROG --help` for train, sample, eval, gradcheck, data and info.\n"

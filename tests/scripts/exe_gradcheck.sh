@@ -1,6 +1,6 @@
 #!/bin/sh
-# `prog gradcheck` in a built executable: gradc build adds the f64 twins (loss_f64,
-# loss_grad_f64, loss_held_f64, loss_frozen_f64), so the check runs in f64 with the
+# `prog gradcheck` in a built executable: gradc build adds f64 entries (loss_grad_f64,
+# loss_held_f64, loss_frozen_f64), so the check runs in f64 with the
 # stop_grad target of the IMM loss held fixed, and passes on a correct gradient at the
 # initial and at trained parameters; a build with --no-f64-check falls back to f32.
 set -eu
