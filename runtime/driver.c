@@ -37,8 +37,7 @@
 #define CKPT_FORMAT "gradc-ckpt"
 #define CKPT_VERSION "1"
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...) {
+int gr_fail(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fprintf(stderr, "error: ");
@@ -234,12 +233,12 @@ static int parse_args(GrOpts *o, int argc, char **argv) {
     }
     char *base = (char *)o + d->off;
     if (d->kind == OPT_FLAG) {
-      if (val) return fail("option %s takes no value", name);
+      if (val) return gr_fail("option %s takes no value", name);
       *(int *)base = 1;
       continue;
     }
     if (!val) {
-      if (i + 1 >= argc) return fail("option %s needs a value", name);
+      if (i + 1 >= argc) return gr_fail("option %s needs a value", name);
       val = argv[++i];
     }
     int64_t iv;
@@ -248,15 +247,15 @@ static int parse_args(GrOpts *o, int argc, char **argv) {
     case OPT_STR: *(const char **)base = val; break;
     case OPT_NUM:
       *(double *)base = strtod(val, &e);
-      if (e == val || *e || !isfinite(*(double *)base)) return fail("option %s: '%s' is not a number", name, val);
+      if (e == val || *e || !isfinite(*(double *)base)) return gr_fail("option %s: '%s' is not a number", name, val);
       break;
     case OPT_U64:
-      if (parse_i64(val, &iv) || iv < 0) return fail("option %s: '%s' is not a non-negative integer", name, val);
+      if (parse_i64(val, &iv) || iv < 0) return gr_fail("option %s: '%s' is not a non-negative integer", name, val);
       *(uint64_t *)base = (uint64_t)iv;
       o->seed_given = 1;
       break;
     default:
-      if (parse_i64(val, &iv)) return fail("option %s: '%s' is not an integer", name, val);
+      if (parse_i64(val, &iv)) return gr_fail("option %s: '%s' is not an integer", name, val);
       if (d->off == offsetof(GrOpts, threads)) *(int *)base = (int)iv;
       else *(int64_t *)base = iv;
     }
@@ -269,18 +268,18 @@ static int finish_opts(GrOpts *o) {
   const GrModuleInfo *m = o->m;
   const char *on = o->opt_name ? o->opt_name : gr_const_str(m, "optimizer", "adam");
   const char *sn = o->sched_name ? o->sched_name : gr_const_str(m, "schedule", "constant");
-  if (gr_opt_parse(on, &o->opt)) return fail("unknown optimizer '%s' (adam, adamw, sgd, radam)", on);
-  if (gr_sched_parse(sn, &o->sched)) return fail("unknown schedule '%s' (constant, cosine, warmup_cosine)", sn);
+  if (gr_opt_parse(on, &o->opt)) return gr_fail("unknown optimizer '%s' (adam, adamw, sgd, radam)", on);
+  if (gr_sched_parse(sn, &o->sched)) return gr_fail("unknown schedule '%s' (constant, cosine, warmup_cosine)", sn);
   if (o->steps_list && strcmp(o->cmd, "eval") != 0) {
     int64_t v;
-    if (parse_i64(o->steps_list, &v) || v < 0) return fail("--steps: '%s' is not a non-negative integer", o->steps_list);
+    if (parse_i64(o->steps_list, &v) || v < 0) return gr_fail("--steps: '%s' is not a non-negative integer", o->steps_list);
     o->steps = v;
     o->steps_given = 1;
   }
-  if (o->every < 1) return fail("--every must be >= 1");
-  if (o->threads < 1) return fail("--threads must be >= 1");
-  if (!(o->lr >= 0)) return fail("--lr must be >= 0");
-  if (!(o->ema >= 0 && o->ema < 1)) return fail("--ema must be in [0, 1)");
+  if (o->every < 1) return gr_fail("--every must be >= 1");
+  if (o->threads < 1) return gr_fail("--threads must be >= 1");
+  if (!(o->lr >= 0)) return gr_fail("--lr must be >= 0");
+  if (!(o->ema >= 0 && o->ema < 1)) return gr_fail("--ema must be in [0, 1)");
   if (o->ckpt_every < 1) o->ckpt_every = o->steps > 0 ? o->steps : 1;
   if (!o->ckpt) {
     const char *src = m->source_name ? m->source_name : "model";
@@ -491,25 +490,25 @@ typedef struct {
 
 static int check_loss_grad(const GrModuleInfo *m, const GrEntryInfo *e, GrData *d, TrainIO *io) {
   if (e->ninputs < 1 || e->inputs[0].dtype != GR_F32 || e->inputs[0].rank < 1)
-    return fail("entry loss_grad must take the data batch (f32[B, ...]) as its first input");
+    return gr_fail("entry loss_grad must take the data batch (f32[B, ...]) as its first input");
   const GrTensorInfo *x = &e->inputs[0];
   io->B = x->dims[0];
   io->row = gr_numel(x) / (io->B ? io->B : 1);
   if (e->ninputs > 2 || (e->ninputs == 2 && (e->inputs[1].dtype != GR_I32 || e->inputs[1].rank != 1 ||
                                              e->inputs[1].dims[0] != io->B)))
-    return fail("entry loss_grad takes inputs the trainer cannot fill (it provides the batch and, optionally, i32[B] labels)");
+    return gr_fail("entry loss_grad takes inputs the trainer cannot fill (it provides the batch and, optionally, i32[B] labels)");
   io->has_labels = e->ninputs == 2;
   if (e->noutputs != 1 + m->nparams || e->outputs[0].rank != 0 || e->outputs[0].dtype != GR_F32)
-    return fail("entry loss_grad must return the f32 loss and one gradient per parameter (%d outputs, has %d)",
+    return gr_fail("entry loss_grad must return the f32 loss and one gradient per parameter (%d outputs, has %d)",
                 1 + m->nparams, e->noutputs);
   for (int i = 0; i < m->nparams; i++)
     if (gr_numel(&e->outputs[1 + i]) != gr_numel(&m->params[i]) || e->outputs[1 + i].dtype != GR_F32)
-      return fail("loss_grad output %d does not match parameter '%s'", 1 + i, m->params[i].name);
+      return gr_fail("loss_grad output %d does not match parameter '%s'", 1 + i, m->params[i].name);
   if (d->row_elems != io->row)
-    return fail("data '%s' has rows of %lld values but the model's input has rows of %lld (shape [%lld, ...])",
+    return gr_fail("data '%s' has rows of %lld values but the model's input has rows of %lld (shape [%lld, ...])",
                 d->name, (long long)d->row_elems, (long long)io->row, (long long)io->B);
   if (io->has_labels && !d->has_labels)
-    return fail("the model takes labels but data '%s' has none", d->name);
+    return gr_fail("the model takes labels but data '%s' has none", d->name);
   return 0;
 }
 
@@ -537,7 +536,7 @@ static void train_io_free(TrainIO *io) {
 
 static int open_data(GrOpts *o, const char *src, int eval, GrData *d) {
   char err[1024];
-  if (gr_data_open(d, src, o->seed, eval, err, sizeof err)) return fail("%s", err);
+  if (gr_data_open(d, src, o->seed, eval, err, sizeof err)) return gr_fail("%s", err);
   return 0;
 }
 
@@ -565,7 +564,7 @@ static int train_step(GrState *s, GrOpts *o, TrainIO *io, GrData *d, const GrRun
   int64_t row0 = s->step * io->B * cm->size + (int64_t)cm->rank * io->B;
   if (gr_data_rows(d, row0, io->B, io->x, io->has_labels ? io->labels : NULL, err, sizeof err))
   {
-    fail("%s", err);
+    gr_fail("%s", err);
     return -1;
   }
   void *in[2] = {io->x, io->labels};
@@ -594,7 +593,7 @@ static int checkpoint(GrState *s, GrOpts *o) {
   GrComm *cm = o->comm;
   char err[1024];
   int ok = 1;
-  if (cm->rank == 0 && save_ckpt(s, o, err, sizeof err)) ok = 0, fail("%s", err);
+  if (cm->rank == 0 && save_ckpt(s, o, err, sizeof err)) ok = 0, gr_fail("%s", err);
   if (cm->size <= 1) return ok ? 0 : 1;
   if (!gr_comm_all_ok(cm, ok)) return 1;
   uint64_t h = gr_comm_checksum(s->w, s->numel, s->np, 0);
@@ -603,7 +602,7 @@ static int checkpoint(GrState *s, GrOpts *o) {
   h = gr_comm_checksum(s->s1, s->numel, s->np, h);
   if (gr_comm_same_u64(cm, h)) return 0;
   if (cm->rank == 0)
-    fail("the ranks' weights differ at step %lld (the allreduce gave ranks different sums); training stopped",
+    gr_fail("the ranks' weights differ at step %lld (the allreduce gave ranks different sums); training stopped",
          (long long)s->step);
   return 1;
 }
@@ -615,7 +614,7 @@ static int train_loop(GrState *s, GrOpts *o, TrainIO *io, GrData *d, GrPool *poo
   int64_t stop = o->until > 0 && o->until < o->steps ? o->until : o->steps;
   GrLog lg;
   int ok = gr_log_open(&lg, lead ? o->log : NULL, o->resume, s->step, o->steps, err, sizeof err) == 0;
-  if (!ok) fail("%s", err);
+  if (!ok) gr_fail("%s", err);
   if (!gr_comm_all_ok(cm, ok)) {
     if (ok) gr_log_close(&lg);
     return 1;
@@ -633,7 +632,7 @@ static int train_loop(GrState *s, GrOpts *o, TrainIO *io, GrData *d, GrPool *poo
       gr_log_close(&lg);
       if (r < 0) return gr_comm_abort(cm, 1); /* this rank alone failed: stop the job */
       if (!lead) return 1; /* the averaged loss is the same everywhere: all ranks stop */
-      return fail("non-finite %s (%g) at step %lld; training stopped. The last good checkpoint (step %lld) in %s is kept.",
+      return gr_fail("non-finite %s (%g) at step %lld; training stopped. The last good checkpoint (step %lld) in %s is kept.",
                   isfinite(*io->loss) ? "gradient" : "loss", isfinite(*io->loss) ? gn : (double)*io->loss,
                   (long long)s->step, (long long)last_ckpt, o->ckpt);
     }
@@ -712,18 +711,18 @@ static int train_setup(GrOpts *o, const GrEntryInfo *e, GrState *s, GrData *d, i
   const GrModuleInfo *m = o->m;
   char err[1024];
   uint64_t ck_seed = o->seed;
-  if (o->comm->rank == 0 && gr_check_writable(o->ckpt, err, sizeof err)) return fail("%s", err);
+  if (o->comm->rank == 0 && gr_check_writable(o->ckpt, err, sizeof err)) return gr_fail("%s", err);
   if (o->comm->rank == 0) gr_st_remove_stale(o->ckpt); /* temp files of a write that was killed */
-  if (gr_state_alloc(s, m)) return fail("cannot allocate the parameters (only f32 parameters are trainable)");
+  if (gr_state_alloc(s, m)) return gr_fail("cannot allocate the parameters (only f32 parameters are trainable)");
   if (o->resume) {
-    if (gr_state_load(s, o, o->ckpt, 1, &ck_seed, err, sizeof err)) return fail("%s", err);
+    if (gr_state_load(s, o, o->ckpt, 1, &ck_seed, err, sizeof err)) return gr_fail("%s", err);
     if (o->seed_given && ck_seed != o->seed)
-      return fail("--seed %llu differs from the checkpoint's seed %llu; resume continues the same run",
+      return gr_fail("--seed %llu differs from the checkpoint's seed %llu; resume continues the same run",
                   (unsigned long long)o->seed, (unsigned long long)ck_seed);
     o->seed = ck_seed;
     int64_t gb = global_batch(o);
     if (s->global_batch && s->global_batch != gb)
-      return fail("%s was trained with a global batch of %lld rows, this job has %lld (%d rank%s x %lld); "
+      return gr_fail("%s was trained with a global batch of %lld rows, this job has %lld (%d rank%s x %lld); "
                   "resume with the same number of ranks", o->ckpt, (long long)s->global_batch, (long long)gb,
                   o->comm->size, o->comm->size > 1 ? "s" : "", (long long)(gb / o->comm->size));
     if (s->step >= o->steps) {
@@ -735,13 +734,13 @@ static int train_setup(GrOpts *o, const GrEntryInfo *e, GrState *s, GrData *d, i
   if (open_data(o, o->data, 0, d)) return 1;
   *d_open = 1;
   if (check_loss_grad(m, e, d, io)) return 1;
-  if (train_io_alloc(io, s, o->comm->size)) return fail("out of memory (workspace %lld bytes)", (long long)e->workspace_bytes);
+  if (train_io_alloc(io, s, o->comm->size)) return gr_fail("out of memory (workspace %lld bytes)", (long long)e->workspace_bytes);
   return 0;
 }
 
 static int cmd_train(GrOpts *o) {
   const GrEntryInfo *e = gr_find_entry(o->m, "loss_grad");
-  if (!e) return fail("this program has no entry 'loss_grad' (is it a trainable program with an 'entry loss'?)");
+  if (!e) return gr_fail("this program has no entry 'loss_grad' (is it a trainable program with an 'entry loss'?)");
   GrData d;
   GrState s;
   memset(&s, 0, sizeof s);
@@ -787,22 +786,22 @@ static int cmd_train(GrOpts *o) {
  * [N, row]) and, with --labels, their labels (i32 [N]). */
 static int cmd_data(GrOpts *o) {
   char err[1024];
-  if (o->n <= 0) return fail("data: -n N (N > 0) is required");
-  if (!o->out) return fail("data: --out FILE.npy is required");
+  if (o->n <= 0) return gr_fail("data: -n N (N > 0) is required");
+  if (!o->out) return gr_fail("data: --out FILE.npy is required");
   GrData d;
   if (open_data(o, o->data, 0, &d)) return 1;
   if (o->labels && !d.has_labels) {
     gr_data_close(&d);
-    return fail("data '%s' has no labels", o->data);
+    return gr_fail("data '%s' has no labels", o->data);
   }
   GrTensor t = {GR_F32, 2, {o->n, d.row_elems}, NULL}, l = {GR_I32, 1, {o->n}, NULL};
   t.data = gr_alloc((size_t)(o->n * d.row_elems) * 4);
   l.data = gr_alloc((size_t)o->n * 4);
   int r = 1;
-  if (!t.data || !l.data) fail("out of memory");
-  else if (gr_data_rows(&d, 0, o->n, t.data, l.data, err, sizeof err)) fail("%s", err);
-  else if (gr_npy_write(o->out, &t, err, sizeof err)) fail("%s", err);
-  else if (o->labels && gr_npy_write(o->labels, &l, err, sizeof err)) fail("%s", err);
+  if (!t.data || !l.data) gr_fail("out of memory");
+  else if (gr_data_rows(&d, 0, o->n, t.data, l.data, err, sizeof err)) gr_fail("%s", err);
+  else if (gr_npy_write(o->out, &t, err, sizeof err)) gr_fail("%s", err);
+  else if (o->labels && gr_npy_write(o->labels, &l, err, sizeof err)) gr_fail("%s", err);
   else {
     r = 0;
     if (!o->quiet) printf("wrote %lld rows of '%s' to %s\n", (long long)o->n, o->data, o->out);
@@ -882,7 +881,7 @@ static int run_command(GrOpts *o, int which);
 
 int gr_main(const GrModuleInfo *m, int argc, char **argv) {
   const char *prog = argc > 0 && argv[0] ? argv[0] : "prog";
-  if (!m || m->abi_version != GR_ABI_VERSION) return fail("runtime ABI mismatch (program %d, runtime %d): rebuild", m ? m->abi_version : -1, GR_ABI_VERSION);
+  if (!m || m->abi_version != GR_ABI_VERSION) return gr_fail("runtime ABI mismatch (program %d, runtime %d): rebuild", m ? m->abi_version : -1, GR_ABI_VERSION);
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
     usage(argc < 2 ? stderr : stdout, prog);
     return argc < 2 ? 2 : 0;
@@ -927,7 +926,7 @@ static int run_command(GrOpts *o, int which) {
 static int run_in_job(GrOpts *o, int which, int *argc, char ***argv) {
   GrComm comm;
   char err[512];
-  if (gr_comm_init(&comm, which == 0, argc, argv, err, sizeof err)) return comm.rank == 0 ? fail("%s", err) : 1;
+  if (gr_comm_init(&comm, which == 0, argc, argv, err, sizeof err)) return comm.rank == 0 ? gr_fail("%s", err) : 1;
   o->comm = &comm;
   if (comm.size > 1 && comm.rank > 0 && !freopen("/dev/null", "w", stdout)) o->quiet = 1;
   int r = run_command(o, which);

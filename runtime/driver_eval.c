@@ -25,7 +25,6 @@
  * all tensors f64) are used when the program has them; otherwise f32 with a larger h.
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,16 +32,6 @@
 
 #include "rt.h"
 
-static int efail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int efail(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "error: ");
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  return 1;
-}
 
 int gr_sample_times(const char *sampler, int64_t k, double T, double eps, double *t,
                     char *err, size_t nerr) {
@@ -74,17 +63,17 @@ typedef struct {
 
 static int sampler_check(const GrModuleInfo *m, Sampler *sp) {
   const GrEntryInfo *e = gr_find_entry(m, "sample");
-  if (!e) return efail("this program has no entry 'sample' (one sampler step: x, t, s -> x)");
+  if (!e) return gr_fail("this program has no entry 'sample' (one sampler step: x, t, s -> x)");
   if (e->ninputs != 3 || e->noutputs < 1 || e->inputs[0].rank < 1 || e->inputs[0].dtype != GR_F32)
-    return efail("entry 'sample' must be (x: f32[Ns, ...], t: f32[Ns], s: f32[Ns]) -> f32[Ns, ...]");
+    return gr_fail("entry 'sample' must be (x: f32[Ns, ...], t: f32[Ns], s: f32[Ns]) -> f32[Ns, ...]");
   sp->e = e;
   sp->ns = e->inputs[0].dims[0];
   sp->row = gr_numel(&e->inputs[0]) / (sp->ns ? sp->ns : 1);
   for (int i = 1; i < 3; i++)
     if (e->inputs[i].dtype != GR_F32 || gr_numel(&e->inputs[i]) != sp->ns)
-      return efail("entry 'sample': input %d must be f32[%lld] (a time per sample)", i, (long long)sp->ns);
+      return gr_fail("entry 'sample': input %d must be f32[%lld] (a time per sample)", i, (long long)sp->ns);
   if (gr_numel(&e->outputs[0]) != sp->ns * sp->row || e->outputs[0].dtype != GR_F32)
-    return efail("entry 'sample' must return x with the shape of its input x");
+    return gr_fail("entry 'sample' must return x with the shape of its input x");
   return 0;
 }
 
@@ -93,17 +82,17 @@ static int run_sampler(const GrOpts *o, const Sampler *sp, float *const *w, int6
                        int64_t n, float *out, GrPool *pool) {
   char err[256];
   double *t = malloc((size_t)(k + 1) * sizeof *t);
-  if (!t) return efail("out of memory");
+  if (!t) return gr_fail("out of memory");
   if (gr_sample_times(o->sampler, k, o->T, o->eps, t, err, sizeof err)) {
     free(t);
-    return efail("%s", err);
+    return gr_fail("%s", err);
   }
   int64_t ns = sp->ns, row = sp->row;
   float *x = gr_alloc((size_t)(ns * row) * 4), *y = gr_alloc((size_t)(ns * row) * 4);
   float *tt = gr_alloc((size_t)ns * 4), *ss = gr_alloc((size_t)ns * 4);
   void *ws = gr_alloc((size_t)(sp->e->workspace_bytes > 0 ? sp->e->workspace_bytes : 64));
   int r = 0;
-  if (!x || !y || !tt || !ss || !ws) r = efail("out of memory");
+  if (!x || !y || !tt || !ss || !ws) r = gr_fail("out of memory");
   for (int64_t c0 = 0; r == 0 && c0 < n; c0 += ns) {
     int64_t valid = n - c0 < ns ? n - c0 : ns;
     memset(x, 0, (size_t)(ns * row) * 4);
@@ -142,12 +131,12 @@ static int run_sampler(const GrOpts *o, const Sampler *sp, float *const *w, int6
 
 static int load_weights(GrOpts *o, GrState *s) {
   char err[1024];
-  if (gr_state_alloc(s, o->m)) return efail("cannot allocate the parameters");
+  if (gr_state_alloc(s, o->m)) return gr_fail("cannot allocate the parameters");
   uint64_t seed;
   if (access(o->ckpt, F_OK) != 0)
-    return efail("no checkpoint %s (train first: %s train --ckpt %s, or pass --ckpt FILE)", o->ckpt,
+    return gr_fail("no checkpoint %s (train first: %s train --ckpt %s, or pass --ckpt FILE)", o->ckpt,
                  o->prog, o->ckpt);
-  if (gr_state_load(s, o, o->ckpt, 0, &seed, err, sizeof err)) return efail("%s", err);
+  if (gr_state_load(s, o, o->ckpt, 0, &seed, err, sizeof err)) return gr_fail("%s", err);
   return 0;
 }
 
@@ -167,10 +156,10 @@ static int write_png(const GrOpts *o, const float *xs, int64_t n, int64_t row) {
   char err[1024];
   int h, w;
   if (row == 2) {
-    if (gr_png_scatter(o->png, xs, n, err, sizeof err)) return efail("%s", err);
+    if (gr_png_scatter(o->png, xs, n, err, sizeof err)) return gr_fail("%s", err);
   } else if (is_image_row(row, &h, &w)) {
-    if (gr_png_grid(o->png, xs, n, h, w, err, sizeof err)) return efail("%s", err);
-  } else return efail("--png: samples of %lld values are neither 2-D points nor square images", (long long)row);
+    if (gr_png_grid(o->png, xs, n, h, w, err, sizeof err)) return gr_fail("%s", err);
+  } else return gr_fail("--png: samples of %lld values are neither 2-D points nor square images", (long long)row);
   return 0;
 }
 
@@ -179,9 +168,9 @@ int gr_cmd_sample(GrOpts *o) {
   Sampler sp;
   int64_t k = o->steps_given ? o->steps : (int64_t)gr_const_num(o->m, "sample_steps", 1);
   if (sampler_check(o->m, &sp)) return 1;
-  if (o->n <= 0) return efail("sample: -n N (N > 0) is required");
-  if (!o->out) return efail("sample: --out FILE.npy is required");
-  if (gr_check_writable(o->out, err, sizeof err)) return efail("%s", err);
+  if (o->n <= 0) return gr_fail("sample: -n N (N > 0) is required");
+  if (!o->out) return gr_fail("sample: --out FILE.npy is required");
+  if (gr_check_writable(o->out, err, sizeof err)) return gr_fail("%s", err);
   GrState s;
   if (load_weights(o, &s)) {
     gr_state_free(&s);
@@ -193,9 +182,9 @@ int gr_cmd_sample(GrOpts *o) {
   t.data = gr_alloc((size_t)(o->n * sp.row) * 4);
   int r = 1;
   GrPool *pool = gr_pool_create(o->threads);
-  if (!t.data) efail("out of memory");
+  if (!t.data) gr_fail("out of memory");
   else if (run_sampler(o, &sp, sampling_weights(o, &s), k, o->n, t.data, pool) == 0) {
-    if (gr_npy_write(o->out, &t, err, sizeof err)) efail("%s", err);
+    if (gr_npy_write(o->out, &t, err, sizeof err)) gr_fail("%s", err);
     else if (!o->png || write_png(o, t.data, o->n, sp.row) == 0) {
       r = 0;
       if (!o->quiet)
@@ -240,7 +229,7 @@ static int eval_metrics(const float *x, const float *y, int64_t n, int64_t d, do
   double h[4];
   for (int b = 0; b < 4; b++) h[b] = mmd_scale[b] * med;
   GrRunCtx rc = {.seed = seed, .step = 0, .pool = pool};
-  if (gr_energy_mmd(x, n, y, n, d, h, 4, &r->energy, r->mmd, &rc)) return efail("out of memory");
+  if (gr_energy_mmd(x, n, y, n, d, h, 4, &r->energy, r->mmd, &rc)) return gr_fail("out of memory");
   r->sw2 = gr_sliced_w2(x, y, n, d, 128, seed);
   r->fd = frechet_of(x, y, n, d);
   return 0;
@@ -300,15 +289,15 @@ int gr_cmd_eval(GrOpts *o) {
   Sampler sp;
   int64_t ks[32];
   int nk = parse_steps_list(o->steps_list ? o->steps_list : "1,2,4", ks, 32);
-  if (nk <= 0) return efail("--steps: expected a list of positive step counts like 1,2,4,8");
+  if (nk <= 0) return gr_fail("--steps: expected a list of positive step counts like 1,2,4,8");
   if (sampler_check(o->m, &sp)) return 1;
   int64_t n = o->n > 0 ? o->n : 1000;
   GrData held, train;
   const char *src = o->eval_data ? o->eval_data : o->data;
-  if (gr_data_open(&held, src, o->seed, 1, err, sizeof err)) return efail("%s", err);
+  if (gr_data_open(&held, src, o->seed, 1, err, sizeof err)) return gr_fail("%s", err);
   if (gr_data_open(&train, o->data, o->seed, 0, err, sizeof err)) {
     gr_data_close(&held);
-    return efail("%s", err);
+    return gr_fail("%s", err);
   }
   GrState s;
   int r = 1;
@@ -316,11 +305,11 @@ int gr_cmd_eval(GrOpts *o) {
   EvalRow *rows = calloc((size_t)nk + 1, sizeof *rows);
   GrPool *pool = gr_pool_create(o->threads);
   if (held.row_elems != sp.row || train.row_elems != sp.row)
-    efail("data '%s' has rows of %lld values but the samples have %lld", src, (long long)held.row_elems, (long long)sp.row);
-  else if (!x || !y || !rows) efail("out of memory");
+    gr_fail("data '%s' has rows of %lld values but the samples have %lld", src, (long long)held.row_elems, (long long)sp.row);
+  else if (!x || !y || !rows) gr_fail("out of memory");
   else if (load_weights(o, &s) == 0) {
     if (gr_data_rows(&held, 0, n, y, NULL, err, sizeof err) || gr_data_rows(&train, 0, n, x, NULL, err, sizeof err))
-      efail("%s", err);
+      gr_fail("%s", err);
     else {
       double med = gr_median_dist(y, n, sp.row);
       snprintf(rows[0].label, sizeof rows[0].label, "data");
@@ -381,9 +370,9 @@ static int gc_setup(Gc *g, GrState *s, GrData *d) {
   char err[512];
   size_t esz = g->f64 ? 8 : 4;
   if (e->ninputs < 1 || e->ninputs > 2 || e->noutputs != 1 + m->nparams)
-    return efail("entry %s must take (batch[, labels]) and return the loss and one gradient per parameter", e->name);
+    return gr_fail("entry %s must take (batch[, labels]) and return the loss and one gradient per parameter", e->name);
   int64_t B = e->inputs[0].dims[0], row = gr_numel(&e->inputs[0]) / (B ? B : 1);
-  if (row != d->row_elems) return efail("data '%s' has rows of %lld values, the model's input %lld", d->name, (long long)d->row_elems, (long long)row);
+  if (row != d->row_elems) return gr_fail("data '%s' has rows of %lld values, the model's input %lld", d->name, (long long)d->row_elems, (long long)row);
   float *xf = gr_alloc((size_t)(B * row) * 4 + 4);
   int32_t *lab = gr_alloc((size_t)B * 4 + 4);
   g->in[0] = gr_alloc((size_t)(B * row) * esz + 8);
@@ -393,19 +382,19 @@ static int gc_setup(Gc *g, GrState *s, GrData *d) {
   int64_t wsb = e->workspace_bytes;
   if (g->l && g->l->workspace_bytes > wsb) wsb = g->l->workspace_bytes;
   g->ws = gr_alloc((size_t)(wsb > 0 ? wsb : 64));
-  if (!xf || !lab || !g->in[0] || !g->params || !g->outs || !g->ws) return efail("out of memory");
+  if (!xf || !lab || !g->in[0] || !g->params || !g->outs || !g->ws) return gr_fail("out of memory");
   int r = gr_data_rows(d, 0, B, xf, lab, err, sizeof err);
   for (int64_t i = 0; i < B * row; i++) {
     if (g->f64) ((double *)g->in[0])[i] = xf[i];
     else ((float *)g->in[0])[i] = xf[i];
   }
   gr_free(xf);
-  if (r) return efail("%s", err);
+  if (r) return gr_fail("%s", err);
   g->outs[0] = gr_alloc(16);
   for (int i = 0; i < m->nparams; i++) {
     g->params[i] = gr_alloc((size_t)s->numel[i] * esz + 8);
     g->outs[1 + i] = gr_alloc((size_t)s->numel[i] * esz + 8);
-    if (!g->params[i] || !g->outs[1 + i] || !g->outs[0]) return efail("out of memory");
+    if (!g->params[i] || !g->outs[1 + i] || !g->outs[0]) return gr_fail("out of memory");
     for (int64_t k = 0; k < s->numel[i]; k++) {
       if (g->f64) ((double *)g->params[i])[k] = s->w[i][k];
       else ((float *)g->params[i])[k] = s->w[i][k];
@@ -419,10 +408,10 @@ static int gc_setup(Gc *g, GrState *s, GrData *d) {
 static int gc_hold(Gc *g) {
   const GrEntryInfo *h = g->held;
   int nin = h->ninputs, nheld = h->noutputs - 1;
-  if (g->l->ninputs != nin + nheld) return efail("entries %s and %s do not match", h->name, g->l->name);
+  if (g->l->ninputs != nin + nheld) return gr_fail("entries %s and %s do not match", h->name, g->l->name);
   g->lin = calloc((size_t)(nin + nheld) + 1, sizeof *g->lin);
   void **hout = calloc((size_t)h->noutputs + 1, sizeof *hout);
-  if (!g->lin || !hout) return free(hout), efail("out of memory");
+  if (!g->lin || !hout) return free(hout), gr_fail("out of memory");
   for (int i = 0; i < nin; i++) g->lin[i] = g->in[i];
   int64_t wsb = h->workspace_bytes > 64 ? h->workspace_bytes : 64;
   void *ws = gr_alloc((size_t)wsb);
@@ -441,7 +430,7 @@ static int gc_hold(Gc *g) {
   if (bad)
     for (int j = 1; j < h->noutputs; j++) gr_free(hout[j]);
   free(hout);
-  return bad ? efail("out of memory") : 0;
+  return bad ? gr_fail("out of memory") : 0;
 }
 
 static void gc_free(Gc *g, int np) {
@@ -478,7 +467,7 @@ static int gc_run(Gc *g, GrState *s) {
   const GrModuleInfo *m = g->o->m;
   int64_t total = 0;
   for (int i = 0; i < m->nparams; i++) total += s->numel[i];
-  if (total == 0) return efail("the program has no parameters to check");
+  if (total == 0) return gr_fail("the program has no parameters to check");
   GrRunCtx rc = {.seed = g->o->seed, .step = 0, .pool = g->pool};
   gr_call_entry(g->lg, m, g->in, g->params, g->outs, g->ws, &rc);
   double L = g->f64 ? *(double *)g->outs[0] : (double)*(float *)g->outs[0];
@@ -497,7 +486,7 @@ static int gc_run(Gc *g, GrState *s) {
   int64_t *kk = malloc((size_t)ncoord * sizeof *kk);
   if (!an || !pp || !kk) {
     free(an), free(pp), free(kk);
-    return efail("out of memory");
+    return gr_fail("out of memory");
   }
   for (int64_t c = 0; c < ncoord; c++) {
     int64_t gi = (int64_t)(gr_uniform_f64(g->o->seed, (uint64_t)c, GR_STREAM_GRADCHECK, 0) * (double)total);
@@ -537,25 +526,25 @@ int gr_cmd_gradcheck(GrOpts *o) {
     g.lg = gr_find_entry(m, "loss_grad");
     g.l = gr_find_entry(m, "loss");
   }
-  if (!g.lg) return efail("this program has no entry 'loss_grad' to check");
+  if (!g.lg) return gr_fail("this program has no entry 'loss_grad' to check");
   GrState s;
   if (gr_state_alloc(&s, m)) {
     gr_state_free(&s);
-    return efail("cannot allocate the parameters");
+    return gr_fail("cannot allocate the parameters");
   }
   FILE *probe = o->ckpt ? fopen(o->ckpt, "rb") : NULL;
   if (probe) { /* the checkpoint's parameters when there is one, else the initial ones */
     fclose(probe);
     if (gr_state_load(&s, o, o->ckpt, 0, NULL, err, sizeof err)) {
       gr_state_free(&s);
-      return efail("%s", err);
+      return gr_fail("%s", err);
     }
   } else
     for (int i = 0; i < m->nparams; i++) gr_init_param(&m->params[i], i, o->seed, s.w[i]);
   GrData d;
   if (gr_data_open(&d, o->data, o->seed, 0, err, sizeof err)) {
     gr_state_free(&s);
-    return efail("%s", err);
+    return gr_fail("%s", err);
   }
   g.pool = gr_pool_create(o->threads);
   int r = gc_setup(&g, &s, &d) || (g.held && gc_hold(&g)) ? 1 : gc_run(&g, &s);

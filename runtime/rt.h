@@ -141,6 +141,8 @@ void gr_state_free(GrState *s);
 int gr_state_load(GrState *s, const GrOpts *o, const char *path, int full, uint64_t *seed,
                   char *err, size_t nerr);
 /* args = inputs, params, outputs; calls e->fn. */
+/* Prints "error: MESSAGE" on stderr; returns 1 (the exit status) for `return gr_fail(..)`. */
+int gr_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void gr_call_entry(const GrEntryInfo *e, const GrModuleInfo *m, void *const *inputs,
                    void *const *params, void *const *outputs, void *ws, const GrRunCtx *rc);
 /* Does `path` lie in a writable folder? (creates and removes a temp file) */
