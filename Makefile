@@ -23,7 +23,7 @@ DEB_PKGS := llvm-19-dev libffi-dev check libopenblas-dev pkg-config zlib1g-dev \
 
 WARN := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wpointer-arith \
         -Wno-unused-parameter -Wvla -Wformat=2
-BASE_CFLAGS := -std=gnu11 -g $(OPT) $(WARN) -fno-strict-aliasing -Icompiler -Iruntime -D_GNU_SOURCE
+BASE_CFLAGS := -std=gnu11 -g $(OPT) $(WARN) -fno-strict-aliasing -ffp-contract=off -Icompiler -Iruntime -D_GNU_SOURCE
 SAN ?=
 LLVM_CFLAGS = $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed -e 's/-O[0-9s]//g' -e 's/-DNDEBUG//g' -e 's/-std=[^ ]*//g')
 LLVM_LIBS = $(shell $(LLVM_CONFIG) --ldflags --libs 2>/dev/null)
