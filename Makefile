@@ -67,6 +67,8 @@ $(BUILD)/runtime/%.o: runtime/%.c runtime/*.h
 
 # The optimizer's loops call sqrt; without errno they vectorize (runtime/optim.c).
 $(BUILD)/runtime/optim.o: CFLAGS_ALL += -fno-math-errno
+# rng_fill.c: -O3 and no trapping/errno so its gr_normal_f64 loop vectorizes (see the file)
+$(BUILD)/runtime/rng_fill.o: CFLAGS_ALL += -O3 -fno-trapping-math -fno-math-errno
 
 $(BUILD)/tests/unit/helpers/%.o: tests/unit/helpers/%.c tests/unit/helpers/*.h compiler/*.h runtime/*.h
 	@mkdir -p $(dir $@)
