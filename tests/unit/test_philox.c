@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "philox.h"
+#include "rng_fill.h"
 
 typedef struct {
   uint32_t ctr[4], key[2], want[4];
@@ -99,6 +100,17 @@ START_TEST(log_cos_vs_libm) {
 }
 END_TEST
 
+/* the runtime's vectorized batch (rng_fill.c) equals the scalar definition bit for bit */
+START_TEST(normal_fill_matches) {
+  static double z[3001];
+  uint64_t offs[3] = {0, 12345, 0xFFFFFFFF00ull};
+  for (int k = 0; k < 3; k++) {
+    gr_normal_fill_f64(z, 3001, 99, 5, 0x1234567890ull, offs[k]);
+    for (int i = 0; i < 3001; i++) ck_assert(z[i] == gr_normal_f64(99, 5, 0x1234567890ull, offs[k] + (uint64_t)i));
+  }
+}
+END_TEST
+
 START_TEST(normal_moments) {
   const int n = 100000;
   double s = 0, s2 = 0, s4 = 0;
@@ -125,6 +137,7 @@ int main(void) {
   tcase_add_test(tc, uniform_range_and_mean);
   tcase_add_test(tc, normal_moments);
   tcase_add_test(tc, log_cos_vs_libm);
+  tcase_add_test(tc, normal_fill_matches);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
