@@ -23,7 +23,7 @@ DEB_PKGS := llvm-19-dev libffi-dev check libopenblas-dev pkg-config zlib1g-dev \
 
 WARN := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wpointer-arith \
         -Wno-unused-parameter -Wvla -Wformat=2
-BASE_CFLAGS := -std=gnu11 -g $(OPT) $(WARN) -fno-strict-aliasing -Icompiler -Iruntime -D_GNU_SOURCE
+BASE_CFLAGS := -std=gnu11 -g $(OPT) $(WARN) -fno-strict-aliasing -ffp-contract=off -Icompiler -Iruntime -D_GNU_SOURCE
 SAN ?=
 LLVM_CFLAGS = $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed -e 's/-O[0-9s]//g' -e 's/-DNDEBUG//g' -e 's/-std=[^ ]*//g')
 LLVM_LIBS = $(shell $(LLVM_CONFIG) --ldflags --libs 2>/dev/null)
@@ -67,6 +67,8 @@ $(BUILD)/runtime/%.o: runtime/%.c runtime/*.h
 
 # The optimizer's loops call sqrt; without errno they vectorize (runtime/optim.c).
 $(BUILD)/runtime/optim.o: CFLAGS_ALL += -fno-math-errno
+# rng_fill.c: -O3 and no trapping/errno so its gr_normal_f64 loop vectorizes (see the file)
+$(BUILD)/runtime/rng_fill.o: CFLAGS_ALL += -O3 -fno-trapping-math -fno-math-errno
 
 $(BUILD)/tests/unit/helpers/%.o: tests/unit/helpers/%.c tests/unit/helpers/*.h compiler/*.h runtime/*.h
 	@mkdir -p $(dir $@)

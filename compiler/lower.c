@@ -70,9 +70,11 @@ LLVMTargetMachineRef cg_target_machine(const CgOptions *o, int pic, char *err, s
 /* The training pipeline (opt_level 2). Kernels are already simple counted loops with
  * noalias pointers, so the full default<O2> (inliner, loop unrolling, SLP, interleaving)
  * buys nothing measurable on them but costs 3-4x the compile time: on the IMM training
- * graph this list vectorizes the same loops. opt_level 3 runs default<O2> with all of it. */
+ * graph this list vectorizes the same loops. opt_level 3 runs default<O2> with all of it.
+ * always-inline first: the random draws call the alwaysinline gr_philox_w01, and a loop
+ * with a call in it does not vectorize. */
 #define CG_TRAINING_PIPELINE                                                                \
-  "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg,loop-mssa(licm),"  \
+  "always-inline,function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg,loop-mssa(licm),"  \
   "loop(loop-rotate),indvars,loop-vectorize,instcombine<no-verify-fixpoint>,simplifycfg)"
 
 /* The loop vectorizer widens exp/log/sin/cos/pow to llvm.exp.v8f32 and friends; llc would

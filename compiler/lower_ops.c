@@ -8,11 +8,14 @@
  * sin, cos, pow, tan, atan, tanh, log1p are libm calls declared memory(none), which the
  * loop vectorizer replaces by glibc's libmvec variants (-vector-library=LIBMVEC-X86).
  * The random draws replay runtime/philox.h instruction for instruction, without fast-math
- * flags, so generated code and the runtime agree bit for bit.
+ * flags, so generated code and the runtime agree bit for bit; the Box-Muller log and
+ * cos(2 pi u) are philox.h's libm-free gr_log_f64 / gr_cos2pi_f64 (plain arithmetic, bit
+ * casts, selects), emitted inline so the draw loop vectorizes.
  */
 #include <string.h>
 
 #include "lower.h"
+#include "philox.h"
 
 LLVMTypeRef low_type(Low *L, DType t) {
   switch (t) {
@@ -272,6 +275,54 @@ static LLVMValueRef philox_fn(Low *L) {
   return f;
 }
 
+/* gr_log_f64 (runtime/philox.h), operation for operation, no fast-math flags. */
+static LLVMValueRef rng_log(Low *L, LLVMValueRef x) {
+  LLVMBuilderRef b = L->b;
+  LLVMValueRef bits = LLVMBuildBitCast(b, x, L->i64, "");
+  LLVMValueRef e = LLVMBuildSub(b, LLVMBuildLShr(b, bits, LLVMConstInt(L->i64, 52, 0), ""),
+                                LLVMConstInt(L->i64, 1023, 0), "");
+  LLVMValueRef mb = LLVMBuildOr(b, LLVMBuildAnd(b, bits, LLVMConstInt(L->i64, 0x000FFFFFFFFFFFFFull, 0), ""),
+                                LLVMConstInt(L->i64, 0x3FF0000000000000ull, 0), "");
+  LLVMValueRef m = LLVMBuildBitCast(b, mb, L->f64, "");
+  LLVMValueRef big = LLVMBuildFCmp(b, LLVMRealOGT, m, LLVMConstReal(L->f64, GR_SQRT2), "");
+  m = LLVMBuildSelect(b, big, LLVMBuildFMul(b, m, LLVMConstReal(L->f64, 0.5), ""), m, "");
+  e = LLVMBuildSelect(b, big, LLVMBuildAdd(b, e, LLVMConstInt(L->i64, 1, 0), ""), e, "");
+  LLVMValueRef f = LLVMBuildFSub(b, m, LLVMConstReal(L->f64, 1.0), "");
+  LLVMValueRef s = LLVMBuildFDiv(b, f, LLVMBuildFAdd(b, LLVMConstReal(L->f64, 2.0), f, ""), "");
+  LLVMValueRef z = LLVMBuildFMul(b, s, s, "");
+  LLVMValueRef p = LLVMConstReal(L->f64, 1.0 / 19.0);
+  for (int j = 1; j < GR_LOG_DEG; j++)
+    p = LLVMBuildFAdd(b, LLVMBuildFMul(b, p, z, ""), LLVMConstReal(L->f64, 1.0 / (double)(19 - 2 * j)), "");
+  LLVMValueRef h = LLVMBuildFMul(b, s, p, "");
+  LLVMValueRef de = LLVMBuildSIToFP(b, e, L->f64, "");
+  LLVMValueRef r = LLVMBuildFAdd(b, LLVMBuildFMul(b, de, LLVMConstReal(L->f64, GR_LN2_LO), ""),
+                                 LLVMBuildFAdd(b, h, h, ""), "");
+  return LLVMBuildFAdd(b, LLVMBuildFMul(b, de, LLVMConstReal(L->f64, GR_LN2_HI), ""), r, "");
+}
+
+/* gr_cos2pi_f64 (runtime/philox.h): cos(2 pi u), u in [0, 1). */
+static LLVMValueRef rng_cos2pi(Low *L, LLVMValueRef u) {
+  static const double cc[GR_TRIG_DEG] = GR_COS_C, sc[GR_TRIG_DEG] = GR_SIN_S;
+  LLVMBuilderRef b = L->b;
+  LLVMValueRef t = LLVMBuildFMul(b, u, LLVMConstReal(L->f64, 4.0), "");
+  LLVMValueRef k = LLVMBuildFPToSI(b, LLVMBuildFAdd(b, t, LLVMConstReal(L->f64, 0.5), ""), L->i32, "");
+  LLVMValueRef f = LLVMBuildFSub(b, t, LLVMBuildSIToFP(b, k, L->f64, ""), "");
+  LLVMValueRef y = LLVMBuildFMul(b, f, f, "");
+  LLVMValueRef c = LLVMConstReal(L->f64, cc[GR_TRIG_DEG - 1]), sn = LLVMConstReal(L->f64, sc[GR_TRIG_DEG - 1]);
+  for (int j = GR_TRIG_DEG - 2; j >= 0; j--) {
+    c = LLVMBuildFAdd(b, LLVMBuildFMul(b, c, y, ""), LLVMConstReal(L->f64, cc[j]), "");
+    sn = LLVMBuildFAdd(b, LLVMBuildFMul(b, sn, y, ""), LLVMConstReal(L->f64, sc[j]), "");
+  }
+  sn = LLVMBuildFMul(b, f, sn, "");
+  LLVMValueRef q = LLVMBuildAnd(b, k, LLVMConstInt(L->i32, 3, 0), "");
+  LLVMValueRef odd = LLVMBuildICmp(b, LLVMIntNE, LLVMBuildAnd(b, q, LLVMConstInt(L->i32, 1, 0), ""),
+                                   LLVMConstInt(L->i32, 0, 0), "");
+  LLVMValueRef v = LLVMBuildSelect(b, odd, sn, c, "");
+  LLVMValueRef neg = LLVMBuildOr(b, LLVMBuildICmp(b, LLVMIntEQ, q, LLVMConstInt(L->i32, 1, 0), ""),
+                                 LLVMBuildICmp(b, LLVMIntEQ, q, LLVMConstInt(L->i32, 2, 0), ""), "");
+  return LLVMBuildSelect(b, neg, LLVMBuildFNeg(b, v, ""), v, "");
+}
+
 LLVMValueRef low_random(Low *L, Op op, DType t, LLVMValueRef seed, LLVMValueRef step,
                         uint64_t stream, LLVMValueRef idx) {
   LLVMValueRef f = philox_fn(L);
@@ -292,14 +343,11 @@ LLVMValueRef low_random(Low *L, Op op, DType t, LLVMValueRef seed, LLVMValueRef 
   LLVMValueRef u1 = LLVMBuildFMul(b, LLVMBuildFAdd(b, LLVMBuildUIToFP(b, w0, L->f64, ""), LLVMConstReal(L->f64, 1.0), ""),
                                   LLVMConstReal(L->f64, 1.0 / 4294967296.0), "");
   LLVMValueRef u2 = LLVMBuildFMul(b, LLVMBuildUIToFP(b, w1, L->f64, ""), LLVMConstReal(L->f64, 1.0 / 4294967296.0), "");
-  unsigned lid = LLVMLookupIntrinsicID("llvm.log", 8), cid = LLVMLookupIntrinsicID("llvm.cos", 8),
-           sid = LLVMLookupIntrinsicID("llvm.sqrt", 9);
+  unsigned sid = LLVMLookupIntrinsicID("llvm.sqrt", 9);
   LLVMTypeRef ft = LLVMFunctionType(L->f64, &L->f64, 1, 0);
-  LLVMValueRef lg = LLVMBuildCall2(b, ft, LLVMGetIntrinsicDeclaration(L->m, lid, &L->f64, 1), &u1, 1, "");
-  LLVMValueRef r = LLVMBuildFMul(b, LLVMConstReal(L->f64, -2.0), lg, "");
+  LLVMValueRef r = LLVMBuildFMul(b, LLVMConstReal(L->f64, -2.0), rng_log(L, u1), "");
   LLVMValueRef sq = LLVMBuildCall2(b, ft, LLVMGetIntrinsicDeclaration(L->m, sid, &L->f64, 1), &r, 1, "");
-  LLVMValueRef ang = LLVMBuildFMul(b, LLVMConstReal(L->f64, 6.283185307179586), u2, "");
-  LLVMValueRef cs = LLVMBuildCall2(b, ft, LLVMGetIntrinsicDeclaration(L->m, cid, &L->f64, 1), &ang, 1, "");
+  LLVMValueRef cs = rng_cos2pi(L, u2);
   LLVMValueRef z = LLVMBuildFMul(b, sq, cs, "");
   return t == DT_F64 ? z : cast(L, t, DT_F64, z);
 }

@@ -274,10 +274,11 @@ START_TEST(leaves_and_where) {
 END_TEST
 
 START_TEST(random_bits) {
-  /* the generated Philox against runtime/philox.h directly, high stream bits included */
+  /* the generated Philox against runtime/philox.h directly, high stream bits included;
+   * at -O0 (scalar) and -O2 (the vectorized loop plus its remainder, 4181 elements) */
   G c;
   g_init(&c);
-  Shape s = TU_SHAPE(37, 3);
+  Shape s = TU_SHAPE(37, 113);
   uint64_t stream = 0x123456789aULL;
   ValId r[4];
   Op ops[4] = {OP_RANDU, OP_RANDU, OP_RANDN, OP_RANDN};
@@ -290,14 +291,14 @@ START_TEST(random_bits) {
   out(&c, ir_binary(c.t.g, OP_MUL, r[2], r[2], L)); /* fused use */
   CgOptions o;
   cg_options_default(&o);
-  o.opt_level = 0;
+  o.opt_level = _i ? 2 : 0;
   CgJit *j = cg_jit_compile(&c.t.ctx, &c.t.prog, &o);
   ck_assert(j);
   GrTensor got[5];
   char err[256];
   uint64_t seed = 0xfeedbeef12345ULL, step = 77;
   ck_assert_int_eq(cg_jit_run(j, "test", NULL, NULL, got, seed, step, err, sizeof err), 0);
-  for (int64_t i = 0; i < 111; i++) {
+  for (int64_t i = 0; i < 37 * 113; i++) {
     ck_assert(((float *)got[0].data)[i] == gr_uniform_f32(seed, step, stream, (uint64_t)i));
     ck_assert(((double *)got[1].data)[i] == gr_uniform_f64(seed, step, stream + 1, (uint64_t)i));
     ck_assert(((float *)got[2].data)[i] == gr_normal_f32(seed, step, stream + 2, (uint64_t)i));
@@ -759,7 +760,7 @@ int main(void) {
   tcase_add_loop_test(tc, reductions, 0, NELEM(reduce_ops));
   tcase_add_test(tc, casts);
   tcase_add_test(tc, leaves_and_where);
-  tcase_add_test(tc, random_bits);
+  tcase_add_loop_test(tc, random_bits, 0, 2);
   tcase_add_test(tc, shape_ops);
   tcase_add_test(tc, matmuls);
   tcase_add_test(tc, externs);
