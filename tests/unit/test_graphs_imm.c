@@ -20,38 +20,15 @@
 #include "gradrt.h"
 #include "interp.h"
 #include "ir.h"
+#include "testutil.h"
 
-typedef struct {
-  Ctx c;
-  Program p;
-  GrTensor *params;
-} Prog;
+typedef TuProg Prog;
 
 static void prog_open(Prog *pg, const char *file, const Define *defs, int ndefs) {
-  memset(pg, 0, sizeof *pg);
-  ctx_init(&pg->c);
-  pg->c.incdirs = xrealloc(NULL, sizeof *pg->c.incdirs); /* ctx_free frees these */
-  pg->c.incdirs[0] = "stdlib";
-  pg->c.nincdirs = 1;
-  if (ndefs > 0) {
-    pg->c.defines = xrealloc(NULL, (size_t)ndefs * sizeof *defs);
-    memcpy(pg->c.defines, defs, (size_t)ndefs * sizeof *defs);
-    pg->c.ndefines = ndefs;
-  }
-  program_init(&pg->p, &pg->c);
-  int rc = fe_compile(&pg->c, file, &pg->p);
-  if (rc != 0) diag_print_all(&pg->c, stderr);
-  ck_assert_msg(rc == 0, "%s does not compile", file);
-  pg->params = calloc((size_t)pg->p.nparams + 1, sizeof *pg->params);
-  ck_assert_int_eq(interp_init_params(&pg->p, 11, pg->params), 0);
+  ck_assert_msg(tu_prog_open(pg, file, defs, ndefs, 0, 11) == 0, "%s does not compile", file);
 }
 
-static void prog_close(Prog *pg) {
-  for (int i = 0; i < pg->p.nparams; i++) gr_tensor_free(&pg->params[i]);
-  free(pg->params);
-  program_free(&pg->p);
-  ctx_free(&pg->c);
-}
+static void prog_close(Prog *pg) { tu_prog_close(pg); }
 
 /* Inputs of g filled deterministically: floats in (-1, 1) (times in (0, T)), ints mod 10. */
 static void fill_inputs(const Graph *g, GrTensor *in) {

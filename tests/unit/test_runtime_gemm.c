@@ -51,7 +51,7 @@ static void check_case(const Case *c) {
   for (int t = 0; t < 3; t++) {
     C[t] = malloc((size_t)nc * es);
     memset(C[t], 0xff, (size_t)nc * es); /* NaN: every element must be written */
-    GrRunCtx rc = {0, 0, gr_pool_create(t + 1)};
+    GrRunCtx rc = {.pool = gr_pool_create(t + 1)};
     gr_gemm(&rc, c->f64, c->ta, c->tb, c->M, c->N, c->K, Ac, lda, Bc, ldb, C[t], c->N);
     gr_pool_destroy(rc.pool);
   }

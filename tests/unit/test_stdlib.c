@@ -25,42 +25,17 @@
 #include "gradrt.h"
 #include "interp.h"
 #include "ir.h"
+#include "testutil.h"
 
 #define KT 7 /* times per schedule test (K in schedules.grad) */
 
-typedef struct {
-  Ctx c;
-  Program p;
-  GrTensor *params;
-} Prog;
+typedef TuProg Prog;
 
 static void prog_open(Prog *pg, const char *file, const Define *defs, int ndefs) {
-  memset(pg, 0, sizeof *pg);
-  ctx_init(&pg->c);
-  pg->c.promote_f64 = 1;
-  /* ctx_free releases incdirs and defines: give it malloc'ed copies */
-  pg->c.incdirs = xrealloc(NULL, sizeof *pg->c.incdirs);
-  pg->c.incdirs[0] = "stdlib";
-  pg->c.nincdirs = 1;
-  if (ndefs > 0) {
-    pg->c.defines = xrealloc(NULL, (size_t)ndefs * sizeof *defs);
-    memcpy(pg->c.defines, defs, (size_t)ndefs * sizeof *defs);
-    pg->c.ndefines = ndefs;
-  }
-  program_init(&pg->p, &pg->c);
-  int rc = fe_compile(&pg->c, file, &pg->p);
-  if (rc != 0) diag_print_all(&pg->c, stderr);
-  ck_assert_msg(rc == 0, "%s does not compile", file);
-  pg->params = calloc((size_t)pg->p.nparams + 1, sizeof *pg->params);
-  ck_assert_int_eq(interp_init_params(&pg->p, 7, pg->params), 0);
+  ck_assert_msg(tu_prog_open(pg, file, defs, ndefs, 1, 7) == 0, "%s does not compile", file);
 }
 
-static void prog_close(Prog *pg) {
-  for (int i = 0; i < pg->p.nparams; i++) gr_tensor_free(&pg->params[i]);
-  free(pg->params);
-  program_free(&pg->p);
-  ctx_free(&pg->c);
-}
+static void prog_close(Prog *pg) { tu_prog_close(pg); }
 
 /* Runs graph g on double arrays (one per input, sized by the input's shape). */
 static void run_graph(Prog *pg, const Graph *g, const double *const *ins, GrTensor *outs) {

@@ -1,6 +1,8 @@
 /* testutil.c: see testutil.h. Plain C, no Check: every function reports by return value. */
 #include "testutil.h"
 
+#include "frontend.h"
+
 #include <ftw.h>
 #include <math.h>
 #include <stdio.h>
@@ -153,4 +155,34 @@ int tu_write_file(const char *path, const void *buf, size_t len) {
   if (!f) return -1;
   size_t w = fwrite(buf, 1, len, f);
   return (fclose(f) == 0 && w == len) ? 0 : -1;
+}
+
+int tu_prog_open(TuProg *pg, const char *file, const Define *defs, int ndefs, int promote_f64,
+                 uint64_t seed) {
+  memset(pg, 0, sizeof *pg);
+  ctx_init(&pg->c);
+  pg->c.promote_f64 = promote_f64;
+  /* ctx_free releases incdirs and defines: give it malloc'ed copies */
+  pg->c.incdirs = xrealloc(NULL, sizeof *pg->c.incdirs);
+  pg->c.incdirs[0] = "stdlib";
+  pg->c.nincdirs = 1;
+  if (ndefs > 0) {
+    pg->c.defines = xrealloc(NULL, (size_t)ndefs * sizeof *defs);
+    memcpy(pg->c.defines, defs, (size_t)ndefs * sizeof *defs);
+    pg->c.ndefines = ndefs;
+  }
+  program_init(&pg->p, &pg->c);
+  if (fe_compile(&pg->c, file, &pg->p) != 0) {
+    diag_print_all(&pg->c, stderr);
+    return -1;
+  }
+  pg->params = calloc((size_t)pg->p.nparams + 1, sizeof *pg->params);
+  return pg->params && interp_init_params(&pg->p, seed, pg->params) == 0 ? 0 : -1;
+}
+
+void tu_prog_close(TuProg *pg) {
+  for (int i = 0; pg->params && i < pg->p.nparams; i++) gr_tensor_free(&pg->params[i]);
+  free(pg->params);
+  program_free(&pg->p);
+  ctx_free(&pg->c);
 }

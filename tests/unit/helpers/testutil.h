@@ -65,6 +65,18 @@ int tu_close_arr(const double *got, const double *want, int64_t n, double rtol, 
 
 /* ---- files ------------------------------------------------------------------------------- */
 /* Creates a fresh folder under $TMPDIR (or /tmp); returns a malloc'ed path, or NULL. */
+/* A .grad file compiled for a test (imports from ./stdlib, -D defines), with its
+ * parameters initialized from `seed`. tu_prog_open returns 0, or -1 after printing the
+ * diagnostics; tu_prog_close frees everything (also after a failed open). */
+typedef struct {
+  Ctx c;
+  Program p;
+  GrTensor *params;
+} TuProg;
+int tu_prog_open(TuProg *pg, const char *file, const Define *defs, int ndefs, int promote_f64,
+                 uint64_t seed);
+void tu_prog_close(TuProg *pg);
+
 char *tu_tmpdir(void);
 /* Removes a folder and everything in it; returns 0 on success. */
 int tu_rmtree(const char *path);
