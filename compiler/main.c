@@ -103,6 +103,18 @@ static int add_define(Ctx *c, const char *arg) {
   return 0;
 }
 
+/* Gives a fresh context dst the options of c (import path, -D defines, --f64), in
+ * malloc'ed copies that ctx_free(dst) releases: a second compilation with c's options. */
+static void ctx_copy_options(Ctx *dst, const Ctx *c) {
+  dst->incdirs = xrealloc(NULL, (size_t)(c->nincdirs + 1) * sizeof *dst->incdirs);
+  if (c->nincdirs) memcpy(dst->incdirs, c->incdirs, (size_t)c->nincdirs * sizeof *dst->incdirs);
+  dst->nincdirs = c->nincdirs;
+  dst->defines = xrealloc(NULL, (size_t)(c->ndefines + 1) * sizeof *dst->defines);
+  if (c->ndefines) memcpy(dst->defines, c->defines, (size_t)c->ndefines * sizeof *dst->defines);
+  dst->ndefines = c->ndefines;
+  dst->promote_f64 = c->promote_f64;
+}
+
 /* Parses argv[i..] into o and c; returns 0 or -1 after a message on stderr. */
 static int parse_opts(Ctx *c, Opts *o, int argc, char **argv, int i) {
   for (; i < argc; i++) {
@@ -230,13 +242,7 @@ static int cmd_check(Ctx *c, Opts *o) {
   for (int i = 0; i < o->nfiles; i++) {
     Ctx fc; /* one context per file: each file is its own compilation */
     ctx_init(&fc);
-    fc.incdirs = c->nincdirs ? xrealloc(NULL, (size_t)c->nincdirs * sizeof *fc.incdirs) : NULL;
-    if (c->nincdirs) memcpy(fc.incdirs, c->incdirs, (size_t)c->nincdirs * sizeof *fc.incdirs);
-    fc.nincdirs = c->nincdirs;
-    fc.defines = c->ndefines ? xrealloc(NULL, (size_t)c->ndefines * sizeof *fc.defines) : NULL;
-    if (c->ndefines) memcpy(fc.defines, c->defines, (size_t)c->ndefines * sizeof *fc.defines);
-    fc.ndefines = c->ndefines;
-    fc.promote_f64 = c->promote_f64;
+    ctx_copy_options(&fc, c);
     Program p;
     program_init(&p, &fc);
     if (fe_compile(&fc, o->files[i], &p)) {
@@ -542,12 +548,7 @@ static const char *exe_name(Ctx *c, const Opts *o) {
 static int add_f64_twins(Ctx *c, Ctx *c64, Opts *o, Program *p) {
   if (!program_find_entry(p, "loss")) return 0;
   ctx_init(c64);
-  c64->incdirs = xrealloc(NULL, (size_t)(c->nincdirs + 1) * sizeof *c64->incdirs);
-  memcpy(c64->incdirs, c->incdirs, (size_t)c->nincdirs * sizeof *c64->incdirs);
-  c64->nincdirs = c->nincdirs;
-  c64->defines = xrealloc(NULL, (size_t)(c->ndefines + 1) * sizeof *c64->defines);
-  memcpy(c64->defines, c->defines, (size_t)c->ndefines * sizeof *c64->defines);
-  c64->ndefines = c->ndefines;
+  ctx_copy_options(c64, c);
   c64->promote_f64 = 1;
   Program p64;
   program_init(&p64, c64);

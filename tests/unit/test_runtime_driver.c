@@ -29,21 +29,11 @@ static int run(FakeVariant v, ...) {
   GrModuleInfo m;
   GrEntryInfo en[8];
   fake_module_make(&m, en, v);
-  char *argv[64], bufs[64][600];
-  int argc = 0;
-  argv[argc++] = "fakeprog";
   va_list ap;
   va_start(ap, v);
-  for (const char *a; (a = va_arg(ap, const char *)) != NULL && argc < 63;) {
-    if (a[0] == '@') snprintf(bufs[argc], sizeof bufs[argc], "%s/%s", dir, a + 1);
-    else snprintf(bufs[argc], sizeof bufs[argc], "%s", a);
-    argv[argc] = bufs[argc];
-    argc++;
-  }
+  int rc = tu_gr_main(&m, "fakeprog", dir, ap);
   va_end(ap);
-  argv[argc] = NULL;
-  fflush(stdout);
-  return gr_main(&m, argc, argv);
+  return rc;
 }
 
 static char *slurp(const char *name, size_t *len) {

@@ -113,21 +113,11 @@ static void jit_module_close(JitModule *jm) {
 static char *dir;
 
 static int run(JitModule *jm, ...) {
-  char *argv[40], bufs[40][600];
-  int argc = 0;
-  argv[argc++] = "jitprog";
   va_list ap;
   va_start(ap, jm);
-  for (const char *a; (a = va_arg(ap, const char *)) != NULL && argc < 39;) {
-    if (a[0] == '@') snprintf(bufs[argc], sizeof bufs[argc], "%s/%s", dir, a + 1);
-    else snprintf(bufs[argc], sizeof bufs[argc], "%s", a);
-    argv[argc] = bufs[argc];
-    argc++;
-  }
+  int rc = tu_gr_main(&jm->m, "jitprog", dir, ap);
   va_end(ap);
-  argv[argc] = NULL;
-  fflush(stdout);
-  return gr_main(&jm->m, argc, argv);
+  return rc;
 }
 
 static int same_file(const char *a, const char *b) {

@@ -186,3 +186,18 @@ void tu_prog_close(TuProg *pg) {
   program_free(&pg->p);
   ctx_free(&pg->c);
 }
+
+int tu_gr_main(const GrModuleInfo *m, const char *prog, const char *dir, va_list ap) {
+  char *argv[64], bufs[64][600];
+  int argc = 0;
+  argv[argc++] = (char *)prog;
+  for (const char *a; (a = va_arg(ap, const char *)) != NULL && argc < 63;) {
+    if (a[0] == '@') snprintf(bufs[argc], sizeof bufs[argc], "%s/%s", dir, a + 1);
+    else snprintf(bufs[argc], sizeof bufs[argc], "%s", a);
+    argv[argc] = bufs[argc];
+    argc++;
+  }
+  argv[argc] = NULL;
+  fflush(stdout);
+  return gr_main(m, argc, argv);
+}

@@ -14,6 +14,7 @@
 #ifndef GRADC_TESTUTIL_H
 #define GRADC_TESTUTIL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,6 +77,10 @@ typedef struct {
 int tu_prog_open(TuProg *pg, const char *file, const Define *defs, int ndefs, int promote_f64,
                  uint64_t seed);
 void tu_prog_close(TuProg *pg);
+
+/* Calls gr_main(m, ...) as the program `prog` with the arguments in ap (a NULL-terminated
+ * list of strings; "@x" becomes the path dir/x, at most 62 arguments). */
+int tu_gr_main(const GrModuleInfo *m, const char *prog, const char *dir, va_list ap);
 
 char *tu_tmpdir(void);
 /* Removes a folder and everything in it; returns 0 on success. */
