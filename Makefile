@@ -115,6 +115,9 @@ asan test-asan: deps
 # Each target runs FUZZ_SECONDS from its seeds (tests/fuzz/corpus/NAME, read-only) plus
 # what it found before (build-fuzz/corpus/NAME); crashes go to build-fuzz/artifacts/.
 FUZZ_SECONDS ?= 20
+# A fixed seed makes a run from a clean checkout (CI) repeatable; FUZZ_SEED=0 for fresh
+# random seeds in long local runs.
+FUZZ_SEED ?= 1
 FUZZ_CC ?= clang-19
 FUZZ_BUILD := build-fuzz
 FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
@@ -136,7 +139,7 @@ fuzz-build: deps
 	@$(MAKE) --no-print-directory $(FUZZ_BIN)
 
 fuzz: fuzz-build
-	@sh tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	@FUZZ_SEED=$(FUZZ_SEED) sh tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 leakcheck:
 	@$(MAKE) --no-print-directory unit-tests

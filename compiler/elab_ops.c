@@ -167,34 +167,59 @@ static Value fold(Elab *E, const char *op, Value a, Value b, SrcLoc loc) {
   }
   int ints = a.k != V_FLOAT && b.k != V_FLOAT;
   double x = v_num(&a), y = v_num(&b);
-  int64_t i = a.i, j = b.i;
+  int64_t i = a.i, j = b.i, r = 0;
+  int ovf = 0; /* compile-time integers are int64: overflow is an error, never wrap-around */
   switch (op[0]) {
-  case '+': return ints ? v_int(i + j) : v_float(x + y);
-  case '-': return ints ? v_int(i - j) : v_float(x - y);
+  case '+':
+    if (!ints) return v_float(x + y);
+    ovf = __builtin_add_overflow(i, j, &r);
+    break;
+  case '-':
+    if (!ints) return v_float(x - y);
+    ovf = __builtin_sub_overflow(i, j, &r);
+    break;
   case '*':
     if (op[1] == '*') {
-      if (ints && j >= 0) {
-        int64_t r = 1;
-        for (int64_t k = 0; k < j && k < 64; k++) r *= i;
-        return v_int(r);
+      if (!ints || j < 0) return v_float(pow(x, y));
+      r = 1;
+      for (int64_t k = 0; k < j && !ovf; k++) {
+        ovf = __builtin_mul_overflow(r, i, &r);
+        if (r == 0 || r == 1) break; /* 0**j, 1**j: no need to loop j times */
+        if (r == -1) { r = (j - k - 1) % 2 ? -r : r; break; }
       }
-      return v_float(pow(x, y));
+      break;
     }
-    return ints ? v_int(i * j) : v_float(x * y);
+    if (!ints) return v_float(x * y);
+    ovf = __builtin_mul_overflow(i, j, &r);
+    break;
   case '/':
   case '%':
     if (ints && j == 0) {
       diag_error(E->c, loc, NULL, "division by zero");
       return v_err();
     }
-    if (op[0] == '%') return ints ? v_int(i - floordiv(i, j) * j) : v_float(x - y * floor(x / y));
-    if (op[1] == '/') return ints ? v_int(floordiv(i, j)) : v_float(floor(x / y));
-    return v_float(x / y);
+    if (!ints) {
+      if (op[0] == '%') return v_float(x - y * floor(x / y));
+      return v_float(op[1] == '/' ? floor(x / y) : x / y);
+    }
+    if (op[0] == '/' && op[1] != '/') return v_float(x / y);
+    if (i == INT64_MIN && j == -1) {
+      if (op[0] == '%') return v_int(0);
+      ovf = 1;
+      break;
+    }
+    return v_int(op[0] == '%' ? i - floordiv(i, j) * j : floordiv(i, j));
   case '<': return v_bool(op[1] ? x <= y : x < y);
   case '>': return v_bool(op[1] ? x >= y : x > y);
   case '=': return v_bool(x == y);
   case '!': return v_bool(x != y);
   }
+  if (ovf) {
+    diag_error(E->c, loc, "compile-time integers are 64-bit; write a float (e.g. 1.0e19) if you need a larger value",
+               "integer overflow in '%s'", op);
+    return v_err();
+  }
+  if (op[0] == '+' || op[0] == '-' || op[0] == '*' || op[0] == '/') return v_int(r);
   diag_error(E->c, loc, NULL, "'%s' is not defined on numbers", op);
   return v_err();
 }
@@ -309,6 +334,10 @@ Value elab_unop(Elab *E, const char *op, Value a, SrcLoc loc) {
     return v_err();
   }
   if (!strcmp(op, "+") && (v_is_num(&a) || a.k == V_TENSOR)) return a;
+  if (a.k == V_INT && a.i == INT64_MIN) {
+    diag_error(E->c, loc, "compile-time integers are 64-bit", "integer overflow in unary '-'");
+    return v_err();
+  }
   if (a.k == V_INT) return v_int(-a.i);
   if (a.k == V_FLOAT) return v_float(-a.f);
   if (a.k == V_TENSOR) return v_tensor(ir_unary(E->g, OP_NEG, a.t, loc));

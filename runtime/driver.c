@@ -825,7 +825,9 @@ static int cmd_info(GrOpts *o) {
   printf("program     %s\ngraph hash  %s\nabi         %d\n", m->source_name ? m->source_name : "?",
          m->graph_hash ? m->graph_hash : "?", m->abi_version);
   printf("distributed %s\n", gr_comm_engine()); /* MPI runtime or not (gradc build --mpi) */
-  printf("blas        OpenBLAS kernels %s (products split over %d thread(s))\n", gr_blas_coretype(), o->threads);
+  printf("matmul      f32: %s; f64: OpenBLAS kernels %s (products split over %d thread(s))\n",
+         gr_sgemm_use_own() ? "gradc's AVX-512 kernel (N >= 16; narrower: OpenBLAS)" : "OpenBLAS",
+         gr_blas_coretype(), o->threads);
   int width = 8;
   for (int i = 0; i < m->nparams; i++) {
     int len = (int)strlen(m->params[i].name);

@@ -1,6 +1,8 @@
 /* gemm.c: matrix products split over the runtime's own thread pool.
  *
- * Generated code calls gr_gemm for every matrix product (compiler/lower.c). OpenBLAS can
+ * Generated code calls gr_gemm for every matrix product (compiler/lower.c). f32 products
+ * with N >= 16 go to gradc's own AVX-512 kernel when the CPU has it (sgemm.c, about twice
+ * OpenBLAS's 256-bit kernels here); the rest comes to OpenBLAS as below. OpenBLAS can
  * thread a product itself, but its idle workers spin in sched_yield between calls, on the
  * same cores as our pool (pool.c) which runs every other kernel. Measured on the IMM 2-D
  * step (4 x 256, B = 1024), CPU time per step: 10.3 ms with 1 thread; pool 2 + OpenBLAS
@@ -31,7 +33,7 @@
 #include <cblas.h>
 #include <stdint.h>
 
-#include "gradrt.h"
+#include "rt.h"
 
 #ifndef GR_GEMM_BLOCK
 #define GR_GEMM_BLOCK 256           /* target rows/columns per block (at least 2 blocks) */
@@ -102,6 +104,12 @@ void gr_gemm(const GrRunCtx *rc, int32_t f64, int32_t ta, int32_t tb, int64_t M,
              int64_t K, const void *A, int64_t lda, const void *B, int64_t ldb, void *C,
              int64_t ldc) {
   if (M <= 0 || N <= 0) return;
+  /* gradc's own kernel computes 32 columns at a time: narrow products (the last layer
+   * of a 2-D model, N = 2) waste most of it and stay with OpenBLAS */
+  if (!f64 && N >= 16 && gr_sgemm_use_own()) {
+    gr_sgemm_avx512(rc, ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
+    return;
+  }
   GemmEnv e = {f64, ta, tb, N > M, M, N, K, lda, ldb, ldc, A, B, C};
   int64_t len = e.split_n ? N : M;
   BlockEnv be = {&e, block_count(M, N, K, len), len};

@@ -92,9 +92,10 @@ void gr_parallel_for(const GrRunCtx *rc, int64_t n, int64_t grain,
                      void (*body)(void *env, int64_t lo, int64_t hi), void *env);
 
 /* C[M, N] = op(A) op(B) (row-major, op = transpose when ta/tb; f32, or f64 when f64 != 0),
- * split over rc's pool by blocks of rows or columns of C, each block one BLAS call on
- * one thread (runtime/gemm.c). Every element of C is computed by one call with the same
- * K, so the result does not depend on the thread count. */
+ * split over rc's pool (runtime/gemm.c): f32 by gradc's AVX-512 kernel where the CPU has
+ * it (runtime/sgemm.c), otherwise by blocks of rows or columns of C, each block one BLAS
+ * call on one thread. Either way every element of C is summed in an order fixed by the
+ * shape, so the result does not depend on the thread count. */
 void gr_gemm(const GrRunCtx *rc, int32_t f64, int32_t ta, int32_t tb, int64_t M, int64_t N,
              int64_t K, const void *A, int64_t lda, const void *B, int64_t ldb, void *C,
              int64_t ldc);

@@ -64,6 +64,18 @@ void gr_blas_setup(int threads);
 /* The name of OpenBLAS's kernel set in use ("unknown" for another BLAS). */
 const char *gr_blas_coretype(void);
 
+/* ---- gradc's own f32 product (sgemm.c) ---------------------------------------------------- */
+/* 1 when the CPU has AVX-512F and FMA. */
+int gr_sgemm_avx512_ok(void);
+/* 1 when gr_gemm sends f32 products to gr_sgemm_avx512: the CPU can, and the environment
+ * does not say GRADC_GEMM=blas (OpenBLAS for every product, for comparisons). */
+int gr_sgemm_use_own(void);
+/* C[M, N] = op(A) op(B), row-major, f32, split over rc's pool by rows (and columns when
+ * M is small); bit-identical for any thread count. Only when gr_sgemm_avx512_ok(). */
+void gr_sgemm_avx512(const GrRunCtx *rc, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                     int64_t ldc);
+
 /* ---- PNG (png.c) --------------------------------------------------------------------- */
 /* Raw 8-bit image, channels 1 (gray) or 3 (RGB), rows top to bottom. */
 int gr_png_write(const char *path, const uint8_t *pix, int w, int h, int channels,

@@ -5,6 +5,8 @@
 # Prints executions and coverage per target; exits 1 if any target found a crash, a hang
 # (-timeout), a leak or a sanitizer report; the reproducer is in build-fuzz/artifacts/.
 # Reproduce one: build-fuzz/TARGET build-fuzz/artifacts/TARGET-crash-...
+# FUZZ_SEED=N fixes libFuzzer's random seed (make fuzz sets 1, so a CI run from a clean
+# checkout explores the same inputs every time); FUZZ_SEED=0 draws a fresh seed per run.
 secs=${1:-20}; shift
 cd "$(dirname "$0")/../.." || exit 1
 mkdir -p build-fuzz/artifacts build-fuzz/logs
@@ -17,7 +19,7 @@ for t in "$@"; do
   [ -f "tests/fuzz/$t.dict" ] && dict="-dict=tests/fuzz/$t.dict"
   log=build-fuzz/logs/$t.log
   # shellcheck disable=SC2086
-  "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
+  "$bin" -seed="${FUZZ_SEED:-0}" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
     -print_final_stats=1 -artifact_prefix="build-fuzz/artifacts/$t-" $dict \
     "build-fuzz/corpus/$t" "tests/fuzz/corpus/$t" >"$log" 2>&1
   rc=$?

@@ -111,6 +111,21 @@ START_TEST(imm_layer_shapes) {
 }
 END_TEST
 
+START_TEST(own_kernel_blocking) {
+  /* runtime/sgemm.c (used for f32 when the CPU has AVX-512): N > NC = 512 (two column
+   * blocks), K > KC = 256 (three k passes accumulated into C), M not a multiple of MR = 8
+   * and only two row units (so the columns are cut into groups too), N not a multiple
+   * of NR = 32; and a tiny product below the split threshold */
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++) {
+      Case c = {77, 1100, 600, ta, tb, 0};
+      check_case(&c);
+      Case tiny = {3, 40, 5, ta, tb, 0};
+      check_case(&tiny);
+    }
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("runtime_gemm");
   TCase *tc = tcase_create("gemm");
@@ -119,6 +134,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, split_columns_all_transposes);
   tcase_add_test(tc, f64_and_small);
   tcase_add_test(tc, imm_layer_shapes);
+  tcase_add_test(tc, own_kernel_blocking);
   suite_add_tcase(s, tc);
   return s;
 }

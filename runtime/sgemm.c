@@ -1,0 +1,194 @@
+/* sgemm.c: gradc's own f32 matrix product for CPUs with AVX-512 (BLIS-style).
+ *
+ * Why not OpenBLAS for everything: matrix products are 75-90 % of a training step, and
+ * on this project's machines OpenBLAS runs its 256-bit `Haswell` kernels (the environment
+ * sets OPENBLAS_CORETYPE=Haswell; docs/performance.md), about half of what the cores can
+ * do with 512-bit FMAs. This file is one 512-bit kernel, written for the shapes training
+ * steps have (M = batch or features, N, K = 64..1024), used whenever the CPU has AVX-512F
+ * (checked once at run time). f64 products and CPUs without AVX-512 keep OpenBLAS (gemm.c).
+ *
+ * The algorithm is the usual one (Goto/BLIS): for each chunk of KC values of k,
+ *   1. pack op(B)[k0:k1, :] into column panels of NR = 32 (k-major, zero-padded), once,
+ *      shared by all threads;
+ *   2. cut the rows of C into units of MC rows; each thread packs op(A)[rows, k0:k1] into
+ *      row panels of MR = 8 (k-major, zero-padded) on its own stack, then
+ *   3. runs the MR x NR micro-kernel over every (row panel, column panel) pair: 16 zmm
+ *      accumulators, per k two loads of B and eight broadcast FMAs.
+ * Every element of C is the sum over k in ascending order, chunk by chunk, with one FMA
+ * per term: the result does not depend on how rows are cut or on the thread count.
+ *
+ * Nothing is allocated: the B panel (KC x NC floats, 512 KiB) lives on the caller's stack
+ * and the A panel (MC x KC, 64 KiB) on each worker's; N is processed NC columns at a time.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define MR 8   /* rows of a micro-tile: broadcasts from packed A */
+#define NR 32  /* columns of a micro-tile: two zmm registers */
+#define KC 256 /* k per packed chunk: an NR-wide B panel is 32 KiB, in L1 */
+#define MC 64  /* rows per unit of work (one thread packs and runs them) */
+#define NC 512 /* columns per packed B block */
+
+typedef struct {
+  int ta, tb;
+  int64_t M, N, K, lda, ldb, ldc;
+  const float *A, *B;
+  float *C;
+  int64_t k0, kc, j0, nc; /* this pass: op(A)[:, k0:k0+kc] op(B)[k0:k0+kc, j0:j0+nc] */
+  const float *bp;         /* packed B of this pass */
+  int64_t groups, gw;      /* units per MC rows: column groups of gw columns (NR multiple) */
+} Pass;
+
+#define TARGET __attribute__((target("avx512f,fma")))
+
+/* Packs op(B)[k0:k0+kc, j0:j0+nc] into ceil(nc / NR) panels of kc x NR. */
+TARGET static void pack_b(const Pass *p, float *restrict dst) {
+  for (int64_t jp = 0; jp < p->nc; jp += NR) {
+    int64_t w = p->nc - jp < NR ? p->nc - jp : NR, j = p->j0 + jp;
+    float *d = dst + jp * p->kc;
+    if (!p->tb) {
+      __mmask16 m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
+      __mmask16 m1 = (__mmask16)(w <= 16 ? 0 : w >= 32 ? 0xffff : (1u << (w - 16)) - 1);
+      for (int64_t k = 0; k < p->kc; k++) {
+        const float *s = p->B + (p->k0 + k) * p->ldb + j;
+        _mm512_store_ps(d + k * NR, _mm512_maskz_loadu_ps(m0, s));
+        _mm512_store_ps(d + k * NR + 16, _mm512_maskz_loadu_ps(m1, s + 16));
+      }
+    } else { /* B is [N, K]: column j of op(B) is row j of B */
+      if (w < NR) memset(d, 0, (size_t)(p->kc * NR) * sizeof *d);
+      for (int64_t jj = 0; jj < w; jj++) {
+        const float *s = p->B + (j + jj) * p->ldb + p->k0;
+        for (int64_t k = 0; k < p->kc; k++) d[k * NR + jj] = s[k];
+      }
+    }
+  }
+}
+
+/* Packs op(A)[i0:i0+mc, k0:k0+kc] into ceil(mc / MR) panels of kc x MR. */
+TARGET static void pack_a(const Pass *p, int64_t i0, int64_t mc, float *restrict dst) {
+  for (int64_t ip = 0; ip < mc; ip += MR) {
+    int64_t h = mc - ip < MR ? mc - ip : MR, i = i0 + ip;
+    float *d = dst + ip * p->kc;
+    if (p->ta) { /* A is [K, M]: row i of op(A) is column i of A */
+      __mmask16 m = (__mmask16)((1u << h) - 1);
+      for (int64_t k = 0; k < p->kc; k++) {
+        __m512 v = _mm512_maskz_loadu_ps(m, p->A + (p->k0 + k) * p->lda + i);
+        _mm256_store_ps(d + k * MR, _mm512_castps512_ps256(v));
+      }
+    } else {
+      if (h < MR) memset(d, 0, (size_t)(p->kc * MR) * sizeof *d);
+      for (int64_t r = 0; r < h; r++) {
+        const float *s = p->A + (i + r) * p->lda + p->k0;
+        for (int64_t k = 0; k < p->kc; k++) d[k * MR + r] = s[k];
+      }
+    }
+  }
+}
+
+/* C[0:h, 0:w] (+)= a-panel x b-panel over kc: the MR x NR micro-kernel. acc: add to C. */
+TARGET static void kernel(int64_t kc, const float *restrict a, const float *restrict b, float *c,
+                          int64_t ldc, int64_t h, int64_t w, int acc) {
+  __m512 c0[MR], c1[MR];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; k++) {
+    __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) {
+      __m512 ar = _mm512_set1_ps(a[r]);
+      c0[r] = _mm512_fmadd_ps(ar, b0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(ar, b1, c1[r]);
+    }
+    a += MR, b += NR;
+  }
+  __mmask16 m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
+  __mmask16 m1 = (__mmask16)(w <= 16 ? 0 : w >= 32 ? 0xffff : (1u << (w - 16)) - 1);
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; r++) {
+    if (r >= h) break;
+    float *cr = c + r * ldc;
+    if (acc) {
+      c0[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, cr), c0[r]);
+      c1[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, cr + 16), c1[r]);
+    }
+    _mm512_mask_storeu_ps(cr, m0, c0[r]);
+    _mm512_mask_storeu_ps(cr + 16, m1, c1[r]);
+  }
+}
+
+/* Units [lo, hi) of this pass: unit u is rows [MC (u / groups), +MC) x column group
+ * u % groups. A unit packs its rows of A itself (again for each group: cheap, since there
+ * are several groups only when there are few rows). */
+TARGET static void pass_units(void *env, int64_t lo, int64_t hi) {
+  const Pass *p = env;
+  float ap[MC * KC] __attribute__((aligned(64)));
+  for (int64_t u = lo; u < hi; u++) {
+    int64_t i0 = u / p->groups * MC, mc = p->M - i0 < MC ? p->M - i0 : MC;
+    int64_t g0 = u % p->groups * p->gw, g1 = g0 + p->gw < p->nc ? g0 + p->gw : p->nc;
+    pack_a(p, i0, mc, ap);
+    for (int64_t jp = g0; jp < g1; jp += NR)
+      for (int64_t ip = 0; ip < mc; ip += MR)
+        kernel(p->kc, ap + ip * p->kc, p->bp + jp * p->kc, p->C + (i0 + ip) * p->ldc + p->j0 + jp,
+               p->ldc, mc - ip < MR ? mc - ip : MR, p->nc - jp < NR ? p->nc - jp : NR, p->k0 > 0);
+  }
+}
+
+int gr_sgemm_avx512_ok(void) {
+  static int ok = -1;
+  if (ok < 0) ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+  return ok;
+}
+
+void gr_sgemm_avx512(const GrRunCtx *rc, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                     int64_t ldc) {
+  float bp[KC * NC] __attribute__((aligned(64)));
+  if (K <= 0) { /* an empty sum: C = 0 */
+    for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof *C);
+    return;
+  }
+  Pass p = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc,
+            .A = A, .B = B, .C = C, .bp = bp};
+  int64_t rows = (M + MC - 1) / MC;
+  /* below ~2M multiply-adds a second thread's wake-up costs more than it saves */
+  int par = M * N * K >= (1LL << 21);
+  for (p.j0 = 0; p.j0 < N; p.j0 += NC) {
+    p.nc = N - p.j0 < NC ? N - p.j0 : NC;
+    /* few row units (small M): also cut the columns, into groups of 4 panels */
+    p.gw = rows >= 4 || !par ? NC : 4 * NR;
+    p.groups = (p.nc + p.gw - 1) / p.gw;
+    int64_t units = rows * p.groups;
+    for (p.k0 = 0; p.k0 < K; p.k0 += KC) {
+      p.kc = K - p.k0 < KC ? K - p.k0 : KC;
+      pack_b(&p, bp);
+      if (par && units > 1) gr_parallel_for(rc, units, 1, pass_units, &p);
+      else pass_units(&p, 0, units);
+    }
+  }
+}
+
+int gr_sgemm_use_own(void) {
+  static int own = -1;
+  if (own < 0) {
+    const char *e = getenv("GRADC_GEMM");
+    own = gr_sgemm_avx512_ok() && !(e && !strcmp(e, "blas"));
+  }
+  return own;
+}
+
+#else /* not x86-64 with GCC/clang: OpenBLAS does every product */
+int gr_sgemm_avx512_ok(void) { return 0; }
+int gr_sgemm_use_own(void) { return 0; }
+void gr_sgemm_avx512(const GrRunCtx *rc, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                     int64_t ldc) {
+  (void)rc, (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb,
+      (void)C, (void)ldc;
+}
+#endif
