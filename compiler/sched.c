@@ -10,6 +10,10 @@
  *   - it is an operand of a matrix product (BLAS needs memory; a transpose of the last
  *     two axes of a materialized node is folded into the ta/tb flags instead),
  *   - it is an entry output,
+ *   - it is an operand of a concat or a pad and is not cheap: those kernels evaluate
+ *     every operand at every element and select (branch-free loops vectorize), so a
+ *     fused sin(t f) [B, 16] inside concat(x, sin(t f)) [B, 816] would be computed 51
+ *     times per value (measured: the sampler at D = 784 spent 11 % of its time there),
  *   - it is used more than once and is not cheap (unless every use ends in a reduction
  *     and it is still fairly cheap: see RECOMPUTE_REDUCED_MAX), or it feeds a broadcast
  *     that enlarges it and is not free (else it would be recomputed once per broadcast copy). The cost
@@ -46,6 +50,7 @@ static int swaps_last_two(const Node *n) {
 typedef struct {
   char *need;        /* must own storage (or be a view) */
   char *feeds_expand;/* consumed by a broadcast that enlarges it */
+  char *feeds_select;/* an operand of a concat or pad (evaluated at every element) */
   int *cost;         /* arithmetic to recompute it (its fused subtree) */
   char *into_reduce; /* every use ends in a reduction through elementwise ops / index moves */
 } Marks;
@@ -112,6 +117,8 @@ static void mark_needs(Sched *s, Marks *m) {
     if (n->op == OP_BROADCAST &&
         shape_numel(&n->shape) > shape_numel(&g->nodes[n->in[0]].shape))
       m->feeds_expand[n->in[0]] = 1;
+    if (n->op == OP_CONCAT || n->op == OP_PAD)
+      for (int k = 0; k < ir_nin(n); k++) m->feeds_select[n->in[k]] = 1;
   }
   for (int j = 0; j < g->noutputs; j++) {
     m->need[g->outputs[j].val] = 1;
@@ -142,7 +149,8 @@ static void decide_storage(Sched *s, Marks *m) {
     int shared = s->nuses[v] > 1 && cost > RECOMPUTE_MAX &&
                  !(m->into_reduce[v] && cost <= RECOMPUTE_REDUCED_MAX &&
                    s->nuses[v] <= RECOMPUTE_REDUCED_USES);
-    if (m->need[v] || shared || (m->feeds_expand[v] && cost > 0)) {
+    if (m->need[v] || shared || (m->feeds_expand[v] && cost > 0) ||
+        (m->feeds_select[v] && cost > RECOMPUTE_MAX)) {
       s->store[v] = v;
       s->buf[v] = (Buf){BUF_WS, 0, 0, shape_numel(&n->shape) * (int64_t)dtype_size(n->dtype)};
     }
@@ -414,8 +422,9 @@ Sched *sched_build(const Graph *g, const Program *p) {
   s->store = calloc((size_t)n, sizeof *s->store);
   s->buf = calloc((size_t)n, sizeof *s->buf);
   s->nuses = calloc((size_t)n, sizeof *s->nuses);
-  Marks m = {calloc((size_t)n, 1), calloc((size_t)n, 1), calloc((size_t)n, sizeof(int)),
-             calloc((size_t)n, 1)};
+  Marks m = {.need = calloc((size_t)n, 1), .feeds_expand = calloc((size_t)n, 1),
+             .feeds_select = calloc((size_t)n, 1), .cost = calloc((size_t)n, sizeof(int)),
+             .into_reduce = calloc((size_t)n, 1)};
   mark_needs(s, &m);
   decide_storage(s, &m);
   char *seen = calloc((size_t)n, 1);
@@ -429,6 +438,7 @@ Sched *sched_build(const Graph *g, const Program *p) {
   free(seen);
   free(m.need);
   free(m.feeds_expand);
+  free(m.feeds_select);
   free(m.cost);
   free(m.into_reduce);
   return s;

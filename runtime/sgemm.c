@@ -41,17 +41,19 @@ typedef struct {
   const float *A, *B;
   float *C;
   int64_t k0, kc, j0, nc; /* this pass: op(A)[:, k0:k0+kc] op(B)[k0:k0+kc, j0:j0+nc] */
-  const float *bp;         /* packed B of this pass */
+  float *bp;               /* packed B of this pass */
   int64_t groups, gw;      /* units per MC rows: column groups of gw columns (NR multiple) */
 } Pass;
 
 #define TARGET __attribute__((target("avx512f,fma")))
 
-/* Packs op(B)[k0:k0+kc, j0:j0+nc] into ceil(nc / NR) panels of kc x NR. */
-TARGET static void pack_b(const Pass *p, float *restrict dst) {
-  for (int64_t jp = 0; jp < p->nc; jp += NR) {
+/* Packs panels [lo, hi) of op(B)[k0:k0+kc, j0:j0+nc] (panel q: columns [q NR, +NR)),
+ * each kc x NR, into p->bp. */
+TARGET static void pack_b(void *env, int64_t lo, int64_t hi) {
+  const Pass *p = env;
+  for (int64_t jp = lo * NR; jp < hi * NR && jp < p->nc; jp += NR) {
     int64_t w = p->nc - jp < NR ? p->nc - jp : NR, j = p->j0 + jp;
-    float *d = dst + jp * p->kc;
+    float *d = p->bp + jp * p->kc;
     if (!p->tb) {
       __mmask16 m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
       __mmask16 m1 = (__mmask16)(w <= 16 ? 0 : w >= 32 ? 0xffff : (1u << (w - 16)) - 1);
@@ -166,9 +168,14 @@ void gr_sgemm_avx512(const GrRunCtx *rc, int ta, int tb, int64_t M, int64_t N, i
     int64_t units = rows * p.groups;
     for (p.k0 = 0; p.k0 < K; p.k0 += KC) {
       p.kc = K - p.k0 < KC ? K - p.k0 : KC;
-      pack_b(&p, bp);
-      if (par && units > 1) gr_parallel_for(rc, units, 1, pass_units, &p);
-      else pass_units(&p, 0, units);
+      int64_t panels = (p.nc + NR - 1) / NR;
+      if (par && units > 1) { /* packing B is ~5 % of the work: split it too */
+        gr_parallel_for(rc, panels, 1, pack_b, &p);
+        gr_parallel_for(rc, units, 1, pass_units, &p);
+      } else {
+        pack_b(&p, 0, panels);
+        pass_units(&p, 0, units);
+      }
     }
   }
 }
