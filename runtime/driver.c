@@ -439,7 +439,8 @@ static int save_ckpt(const GrState *s, const GrOpts *o, char *err, size_t nerr) 
   for (int i = 0; i < m->nparams; i++) {
     const GrTensorInfo *p = &m->params[i];
     const char *pre[4] = {"", "ema/", gr_opt_state_name(o->opt, 0), ns > 1 ? gr_opt_state_name(o->opt, 1) : ""};
-    const float *src[4] = {s->w[i], s->ema[i], s->s0[i], s->s1[i]};
+    /* --ema 0: the EMA is the weights themselves (train_step keeps no copy) */
+    const float *src[4] = {s->w[i], o->ema > 0 ? s->ema[i] : s->w[i], s->s0[i], s->s1[i]};
     for (int k = 0; k < per; k++) {
       char *nm = names + (size_t)nt * 600;
       snprintf(nm, 600, "%s%s%s", pre[k], k >= 2 ? "/" : "", p->name);
@@ -580,7 +581,6 @@ static int train_step(GrState *s, GrOpts *o, TrainIO *io, GrData *d, const GrRun
   for (int i = 0; i < s->np; i++) {
     gr_opt_step(&rc, &oc, s->w[i], s->g[i], s->s0[i], s->s1[i], s->numel[i], s->step + 1, *lr);
     if (o->ema > 0) gr_ema_update(&rc, s->ema[i], s->w[i], s->numel[i], o->ema);
-    else memcpy(s->ema[i], s->w[i], (size_t)s->numel[i] * 4);
   }
   s->step++;
   return 0;
@@ -597,7 +597,7 @@ static int checkpoint(GrState *s, GrOpts *o) {
   if (cm->size <= 1) return ok ? 0 : 1;
   if (!gr_comm_all_ok(cm, ok)) return 1;
   uint64_t h = gr_comm_checksum(s->w, s->numel, s->np, 0);
-  h = gr_comm_checksum(s->ema, s->numel, s->np, h);
+  h = gr_comm_checksum(o->ema > 0 ? s->ema : s->w, s->numel, s->np, h);
   h = gr_comm_checksum(s->s0, s->numel, s->np, h);
   h = gr_comm_checksum(s->s1, s->numel, s->np, h);
   if (gr_comm_same_u64(cm, h)) return 0;

@@ -9,9 +9,11 @@
  *
  * The algorithm is the usual one (Goto/BLIS): for each chunk of KC values of k,
  *   1. pack op(B)[k0:k1, :] into column panels of NR = 32 (k-major, zero-padded), once,
- *      shared by all threads;
+ *      shared by all threads (when M <= 128 and B is not transposed, the kernel reads B
+ *      in place instead);
  *   2. cut the rows of C into units of MC rows; each thread packs op(A)[rows, k0:k1] into
- *      row panels of MR = 8 (k-major, zero-padded) on its own stack, then
+ *      row panels of MR = 8 (k-major, zero-padded; 16 x 16 in-register transposes when A
+ *      is row-major) on its own stack, then
  *   3. runs the MR x NR micro-kernel over every (row panel, column panel) pair: 16 zmm
  *      accumulators, per k two loads of B and eight broadcast FMAs.
  * Every element of C is the sum over k in ascending order, chunk by chunk, with one FMA
@@ -43,9 +45,67 @@ typedef struct {
   int64_t k0, kc, j0, nc; /* this pass: op(A)[:, k0:k0+kc] op(B)[k0:k0+kc, j0:j0+nc] */
   float *bp;               /* packed B of this pass */
   int64_t groups, gw;      /* units per MC rows: column groups of gw columns (NR multiple) */
+  int direct_b;            /* the kernel reads B in place (no packing) */
 } Pass;
 
 #define TARGET __attribute__((target("avx512f,fma")))
+
+/* In-register transpose of 16 x 16 floats: r[i][j] -> r[j][i] (unpack within 128-bit
+ * lanes, then two rounds of 128-bit lane shuffles). */
+TARGET static inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; i += 4) { /* r[i + m], lane q: rows i..i+3 of column 4q + m */
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int m = 0; m < 4; m++) {
+    __m512 u0 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0x88), u1 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0xDD);
+    __m512 u2 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0x88), u3 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0xDD);
+    t[m] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+    t[8 + m] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
+    t[4 + m] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+    t[12 + m] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+/* Packs `rows` rows of src (row stride ld, kc values each) k-major: dst[k * width + r] =
+ * src[r * ld + k] for r < rows, 0 for rows <= r < min(width, 16); width is 8 (A panels:
+ * only the low 8 floats of each transposed row are stored) or 32 (B panels: 16 of the
+ * 32 columns per call). */
+TARGET static void transpose_rows(const float *src, int64_t ld, int64_t rows, int64_t kc, float *dst,
+                                  int64_t width) {
+  int64_t nr = rows < 0 ? 0 : rows > 16 ? 16 : rows;
+  if (width == 8 && nr > 8) nr = 8;
+  for (int64_t k = 0; k < kc; k += 16) {
+    int64_t n = kc - k < 16 ? kc - k : 16;
+    __mmask16 km = (__mmask16)(n == 16 ? 0xffff : (1u << n) - 1);
+    __m512 r[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) /* rows past nr: a load with an empty mask reads nothing */
+      r[i] = _mm512_maskz_loadu_ps(i < nr ? km : 0, src + (i < nr ? i : 0) * ld + k);
+    transpose16(r);
+    if (width == 8) {
+#pragma GCC unroll 16
+      for (int kk = 0; kk < 16; kk++)
+        if (kk < n) _mm256_store_ps(dst + (k + kk) * 8, _mm512_castps512_ps256(r[kk]));
+    } else {
+#pragma GCC unroll 16
+      for (int kk = 0; kk < 16; kk++)
+        if (kk < n) _mm512_store_ps(dst + (k + kk) * width, r[kk]);
+    }
+  }
+}
 
 /* Packs panels [lo, hi) of op(B)[k0:k0+kc, j0:j0+nc] (panel q: columns [q NR, +NR)),
  * each kc x NR, into p->bp. */
@@ -62,12 +122,9 @@ TARGET static void pack_b(void *env, int64_t lo, int64_t hi) {
         _mm512_store_ps(d + k * NR, _mm512_maskz_loadu_ps(m0, s));
         _mm512_store_ps(d + k * NR + 16, _mm512_maskz_loadu_ps(m1, s + 16));
       }
-    } else { /* B is [N, K]: column j of op(B) is row j of B */
-      if (w < NR) memset(d, 0, (size_t)(p->kc * NR) * sizeof *d);
-      for (int64_t jj = 0; jj < w; jj++) {
-        const float *s = p->B + (j + jj) * p->ldb + p->k0;
-        for (int64_t k = 0; k < p->kc; k++) d[k * NR + jj] = s[k];
-      }
+    } else { /* B is [N, K]: column j of op(B) is row j of B; 16 x 16 transposes */
+      for (int64_t h = 0; h < NR; h += 16)
+        transpose_rows(p->B + (j + h) * p->ldb + p->k0, p->ldb, w - h, p->kc, d + h, NR);
     }
   }
 }
@@ -84,33 +141,29 @@ TARGET static void pack_a(const Pass *p, int64_t i0, int64_t mc, float *restrict
         _mm256_store_ps(d + k * MR, _mm512_castps512_ps256(v));
       }
     } else {
-      if (h < MR) memset(d, 0, (size_t)(p->kc * MR) * sizeof *d);
-      for (int64_t r = 0; r < h; r++) {
-        const float *s = p->A + (i + r) * p->lda + p->k0;
-        for (int64_t k = 0; k < p->kc; k++) d[k * MR + r] = s[k];
-      }
+      transpose_rows(p->A + i * p->lda + p->k0, p->lda, h, p->kc, d, MR);
     }
   }
 }
 
 /* C[0:h, 0:w] (+)= a-panel x b-panel over kc: the MR x NR micro-kernel. acc: add to C. */
-TARGET static void kernel(int64_t kc, const float *restrict a, const float *restrict b, float *c,
-                          int64_t ldc, int64_t h, int64_t w, int acc) {
+TARGET static void kernel(int64_t kc, const float *restrict a, const float *restrict b, int64_t bs,
+                          float *c, int64_t ldc, int64_t h, int64_t w, int acc) {
+  __mmask16 m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
+  __mmask16 m1 = (__mmask16)(w <= 16 ? 0 : w >= 32 ? 0xffff : (1u << (w - 16)) - 1);
   __m512 c0[MR], c1[MR];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
   for (int64_t k = 0; k < kc; k++) {
-    __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+    __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
       __m512 ar = _mm512_set1_ps(a[r]);
       c0[r] = _mm512_fmadd_ps(ar, b0, c0[r]);
       c1[r] = _mm512_fmadd_ps(ar, b1, c1[r]);
     }
-    a += MR, b += NR;
+    a += MR, b += bs;
   }
-  __mmask16 m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
-  __mmask16 m1 = (__mmask16)(w <= 16 ? 0 : w >= 32 ? 0xffff : (1u << (w - 16)) - 1);
 #pragma GCC unroll 8
   for (int r = 0; r < MR; r++) {
     if (r >= h) break;
@@ -136,7 +189,9 @@ TARGET static void pass_units(void *env, int64_t lo, int64_t hi) {
     pack_a(p, i0, mc, ap);
     for (int64_t jp = g0; jp < g1; jp += NR)
       for (int64_t ip = 0; ip < mc; ip += MR)
-        kernel(p->kc, ap + ip * p->kc, p->bp + jp * p->kc, p->C + (i0 + ip) * p->ldc + p->j0 + jp,
+        kernel(p->kc, ap + ip * p->kc,
+               p->direct_b ? p->B + p->k0 * p->ldb + p->j0 + jp : p->bp + jp * p->kc,
+               p->direct_b ? p->ldb : NR, p->C + (i0 + ip) * p->ldc + p->j0 + jp,
                p->ldc, mc - ip < MR ? mc - ip : MR, p->nc - jp < NR ? p->nc - jp : NR, p->k0 > 0);
   }
 }
@@ -158,6 +213,11 @@ void gr_sgemm_avx512(const GrRunCtx *rc, int ta, int tb, int64_t M, int64_t N, i
   Pass p = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc,
             .A = A, .B = B, .C = C, .bp = bp};
   int64_t rows = (M + MC - 1) / MC;
+  /* Few rows: packing B (all of it, for a handful of micro-tiles) costs more than reading
+   * it in place. Measured, 1 thread: 64 x 256 x 256 214-217 GFLOP/s packed, 233-240 in
+   * place; 1024 x 784 x 256 232 packed, 158-209 in place (a 3 KiB row stride thrashes
+   * L1 sets). */
+  p.direct_b = !tb && M <= 2 * MC;
   /* below ~2M multiply-adds a second thread's wake-up costs more than it saves */
   int par = M * N * K >= (1LL << 21);
   for (p.j0 = 0; p.j0 < N; p.j0 += NC) {
@@ -169,7 +229,10 @@ void gr_sgemm_avx512(const GrRunCtx *rc, int ta, int tb, int64_t M, int64_t N, i
     for (p.k0 = 0; p.k0 < K; p.k0 += KC) {
       p.kc = K - p.k0 < KC ? K - p.k0 : KC;
       int64_t panels = (p.nc + NR - 1) / NR;
-      if (par && units > 1) { /* packing B is ~5 % of the work: split it too */
+      if (p.direct_b) {
+        if (par && units > 1) gr_parallel_for(rc, units, 1, pass_units, &p);
+        else pass_units(&p, 0, units);
+      } else if (par && units > 1) { /* packing B is ~5 % of the work: split it too */
         gr_parallel_for(rc, panels, 1, pack_b, &p);
         gr_parallel_for(rc, units, 1, pass_units, &p);
       } else {
