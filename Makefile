@@ -69,6 +69,8 @@ $(BUILD)/runtime/%.o: runtime/%.c runtime/*.h
 $(BUILD)/runtime/optim.o: CFLAGS_ALL += -fno-math-errno
 # rng_fill.c: -O3 and no trapping/errno so its gr_normal_f64 loop vectorizes (see the file)
 $(BUILD)/runtime/rng_fill.o: CFLAGS_ALL += -O3 -fno-trapping-math -fno-math-errno
+# rng_fast.c: libmvec's vector logf/sinf/cosf (glibc declares them only under fast-math)
+$(BUILD)/runtime/rng_fast.o: CFLAGS_ALL += -O3 -ffast-math -fopenmp-simd
 
 $(BUILD)/tests/unit/helpers/%.o: tests/unit/helpers/%.c tests/unit/helpers/*.h compiler/*.h runtime/*.h
 	@mkdir -p $(dir $@)

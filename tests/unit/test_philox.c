@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "philox.h"
 #include "rng_fill.h"
@@ -129,6 +130,37 @@ START_TEST(normal_moments) {
 }
 END_TEST
 
+/* The sampler's start noise (rng_fast.c): the documented formula (to f32 libm accuracy),
+ * the same values however a fill is cut (offsets not a multiple of 4, chunk borders),
+ * and the moments of N(0, 1). */
+START_TEST(fast_fill) {
+  enum { N = 5000 };
+  static float a[N], b[N];
+  const uint64_t off = 0xFFFFFFF3ull, st = 0x5A3E0000ull;
+  gr_normal_fill_fast_f32(a, N, 42, 0, st, off, 1.0f);
+  int64_t cuts[] = {0, 1, 3, 1026, 1027, 4100, N};
+  for (int c = 0; c + 1 < (int)(sizeof cuts / sizeof *cuts); c++)
+    gr_normal_fill_fast_f32(b + cuts[c], cuts[c + 1] - cuts[c], 42, 0, st, off + (uint64_t)cuts[c], 1.0f);
+  ck_assert(!memcmp(a, b, sizeof a));
+  double s = 0, s2 = 0, s4 = 0;
+  for (int i = 0; i < N; i++) {
+    uint64_t j = off + (uint64_t)i;
+    philox_u32x4 r = gr_philox_block(42, 0, st, j / 4);
+    int p = (int)(j / 2 % 2);
+    double u1 = ((r.v[2 * p] >> 8) + 1) / 16777216.0, u2 = (r.v[2 * p + 1] >> 8) / 16777216.0;
+    double want = sqrt(-2 * log(u1)) * (j % 2 ? sin(2 * M_PI * u2) : cos(2 * M_PI * u2));
+    ck_assert_msg(fabs(a[i] - want) <= 2e-6 * (1 + fabs(want)), "z[%d] = %.9g, want %.9g", i, a[i], want);
+    s += a[i], s2 += (double)a[i] * a[i], s4 += (double)a[i] * a[i] * a[i] * a[i];
+  }
+  ck_assert_msg(fabs(s / N) < 0.071, "mean %g", s / N); /* 5 sigma */
+  ck_assert_msg(fabs(s2 / N - 1) < 0.1, "variance %g", s2 / N);
+  ck_assert_msg(fabs(s4 / N - 3) < 0.6, "fourth moment %g", s4 / N);
+  float c[8];
+  gr_normal_fill_fast_f32(c, 8, 42, 0, st, off, 0.5f); /* scale */
+  for (int i = 0; i < 8; i++) ck_assert(c[i] == 0.5f * a[i]);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("philox");
   TCase *tc = tcase_create("core");
@@ -138,6 +170,7 @@ int main(void) {
   tcase_add_test(tc, normal_moments);
   tcase_add_test(tc, log_cos_vs_libm);
   tcase_add_test(tc, normal_fill_matches);
+  tcase_add_test(tc, fast_fill);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
