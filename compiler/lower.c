@@ -453,8 +453,44 @@ static int64_t kernel_extent(const Sched *s, const Kernel *kn, int *flat) {
   return 1;
 }
 
+/* A kernel whose root is a concat along the last axis: per row, one inner loop per
+ * operand over its own columns. The generic path (ev_shape) evaluates both operands at
+ * every element and selects, which does not vectorize into plain copies: the network
+ * input [x | features] of the IMM step at D = 784 (1024 x 848) took 5 % of the step. */
+static void body_concat_last(KC *k, const Node *n, LLVMValueRef lo, LLVMValueRef hi) {
+  Loop lps[IR_MAXRANK + 1];
+  int r = n->shape.rank, nl = 0;
+  Ix *x = ix_new(k, &n->shape);
+  x->d[0] = loop_open(k, &lps[nl++], lo, hi);
+  nl += open_nest(k, lps + nl, &n->shape, 1, x, 1u << (r - 1));
+  int64_t off = 0;
+  for (int s = 0; s < 2; s++) {
+    ValId o = n->in[s];
+    const Shape *os = &k->g->nodes[o].shape;
+    int64_t w = os->dims[r - 1];
+    if (w == 0) continue;
+    Loop lp;
+    LLVMValueRef j = loop_open(k, &lp, ci64(k, 0), ci64(k, w));
+    Ix *xs = ix_new(k, &n->shape); /* the output element */
+    for (int d = 0; d < r - 1; d++) xs->d[d] = x->d[d];
+    xs->d[r - 1] = nsw_add(k, j, ci64(k, off));
+    xs->has_d = 1;
+    Ix *y = ix_dims_of(k, xs, os); /* the operand's element */
+    y->d[r - 1] = w == 1 ? ci64(k, 0) : j;
+    store_at(k, n->dtype, ix_flat(k, xs), ev(k, o, y));
+    loop_close(k, &lp);
+    off += w;
+  }
+  close_nest(k, lps, nl);
+}
+
 static void body_loop(KC *k, const Kernel *kn, LLVMValueRef lo, LLVMValueRef hi, int flat) {
   const Node *n = &k->g->nodes[kn->root];
+  if (!flat && !kn->copy && kn->nmore == 0 && n->op == OP_CONCAT && n->shape.rank >= 2 &&
+      n->attr.sl.axis == n->shape.rank - 1) {
+    body_concat_last(k, n, lo, hi);
+    return;
+  }
   Loop lps[IR_MAXRANK + 1];
   Ix *x = ix_new(k, &n->shape);
   int nl = 0;
