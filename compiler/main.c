@@ -26,6 +26,7 @@
 #include "frontend.h"
 #include "gradcheck.h"
 #include "interp.h"
+#include "rt.h"
 
 #define GRADC_VERSION "0.1.0"
 
@@ -685,6 +686,10 @@ static int unknown_command(const char *name) {
 }
 
 int main(int argc, char **argv) {
+  /* OpenBLAS single-threaded (the interpreter's products; the JIT's go through gr_gemm
+   * and the pool): its worker threads otherwise spin in sched_yield for ~0.1 s after
+   * start-up, 20 % of the CPU time of a `gradc build` (runtime/blas.c) */
+  gr_blas_setup(1);
   if (argc < 2) {
     usage(stderr);
     return 2;
