@@ -27,6 +27,17 @@
  * ~500 us: 1.53 s and 1.65 s. Default 200 us; $GRADC_POOL_SPIN_US sets it, 0 disables
  * spinning. On an oversubscribed machine a spinning thread takes a core another process
  * needs for up to that long after each kernel; it then sleeps.
+ *
+ * Spinning backfires when the machine is busy: a spinning worker is never asleep, so the
+ * scheduler gives it no wake-up preference, and when another process holds its core the
+ * caller waits a whole time slice (milliseconds) per kernel. Measured with a fuzzer on
+ * the other core (demo program, 300 steps, 2 threads): 7.3 s spinning 200 us, 1.25 s
+ * not spinning, 1.06 s with 1 thread. So the caller watches how late the workers pick
+ * up a job (publish to start of chunk): LATE_COUNT pick-ups later than LATE_NS within
+ * LATE_WINDOW jobs turn spinning off for SLEEP_DISPATCHES jobs (workers then sleep and
+ * are woken, which the scheduler serves at once), then spinning is tried again. An idle
+ * machine does not trigger it: a spinning worker starts within a microsecond, a
+ * sleeping one within tens.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -36,6 +47,10 @@
 #include "rt.h"
 
 #define GR_SPIN_US_DEFAULT 200
+#define LATE_NS 500000          /* a pick-up later than this: the worker was not running */
+#define LATE_WINDOW 64          /* jobs per observation window */
+#define LATE_COUNT 2            /* late pick-ups in a window that turn spinning off */
+#define SLEEP_DISPATCHES 4096   /* jobs without spinning before trying again */
 
 static int64_t now_ns(void) {
   struct timespec ts;
@@ -60,7 +75,11 @@ struct GrPool {
   _Atomic uint64_t generation; /* written under mu, read by spinning workers */
   _Atomic int pending;         /* workers still running the current job */
   _Atomic int shutdown;
-  int64_t spin_ns; /* spin this long before sleeping */
+  int64_t spin_ns;             /* configured spin before sleeping */
+  _Atomic int64_t spin_now;    /* in effect now: spin_ns, or 0 while the machine is busy */
+  _Atomic int64_t pickup_ns;   /* latest start of a chunk by a worker in the current job */
+  int late, window, sleep_left; /* caller only: late pick-ups and jobs in this window, jobs
+                                  left without spinning */
   /* the current job */
   int64_t n, nchunks;
   void (*body)(void *env, int64_t lo, int64_t hi);
@@ -85,10 +104,10 @@ static void *worker_main(void *arg) {
   free(wa);
   uint64_t seen = 0;
   for (;;) {
-    int64_t t0 = p->spin_ns > 0 ? now_ns() : 0;
-    for (int i = 1; p->spin_ns > 0 && atomic_load(&p->generation) == seen && !atomic_load(&p->shutdown); i++) {
+    int64_t spin = atomic_load(&p->spin_now), t0 = spin > 0 ? now_ns() : 0;
+    for (int i = 1; spin > 0 && atomic_load(&p->generation) == seen && !atomic_load(&p->shutdown); i++) {
       cpu_relax();
-      if (i % 32 == 0 && now_ns() - t0 > p->spin_ns) break;
+      if (i % 32 == 0 && now_ns() - t0 > spin) break;
     }
     pthread_mutex_lock(&p->mu);
     while (!atomic_load(&p->shutdown) && atomic_load(&p->generation) == seen)
@@ -100,6 +119,8 @@ static void *worker_main(void *arg) {
     seen = atomic_load(&p->generation);
     int64_t nchunks = p->nchunks;
     pthread_mutex_unlock(&p->mu);
+    int64_t t = now_ns(), prev = atomic_load(&p->pickup_ns);
+    while (t > prev && !atomic_compare_exchange_weak(&p->pickup_ns, &prev, t)) {}
     if (id < nchunks) run_chunk(p, id);
     if (atomic_fetch_sub(&p->pending, 1) == 1) {
       pthread_mutex_lock(&p->mu);
@@ -118,6 +139,7 @@ GrPool *gr_pool_create(int nthreads) {
   const char *sp = getenv("GRADC_POOL_SPIN_US");
   p->spin_ns = (int64_t)(sp && *sp ? atoi(sp) : GR_SPIN_US_DEFAULT) * 1000;
   if (p->spin_ns < 0) p->spin_ns = 0;
+  atomic_store(&p->spin_now, p->spin_ns);
   p->threads = calloc((size_t)nthreads, sizeof *p->threads);
   if (!p->threads) {
     free(p);
@@ -160,6 +182,23 @@ void gr_pool_destroy(GrPool *p) {
 
 int gr_pool_threads(const GrPool *p) { return p ? p->nthreads : 1; }
 
+/* After each job (caller only): spinning off while workers pick up jobs late, back on
+ * after SLEEP_DISPATCHES jobs to see whether the machine is free again. */
+static void watch_latency(GrPool *p, int64_t pickup) {
+  if (p->spin_ns <= 0) return;
+  if (p->sleep_left > 0) {
+    if (--p->sleep_left == 0) atomic_store(&p->spin_now, p->spin_ns);
+    return;
+  }
+  p->late += pickup > LATE_NS;
+  if (++p->window < LATE_WINDOW && p->late < LATE_COUNT) return;
+  if (p->late >= LATE_COUNT) {
+    atomic_store(&p->spin_now, 0);
+    p->sleep_left = SLEEP_DISPATCHES;
+  }
+  p->late = p->window = 0;
+}
+
 void gr_parallel_for(const GrRunCtx *rc, int64_t n, int64_t grain,
                      void (*body)(void *env, int64_t lo, int64_t hi), void *env) {
   if (n <= 0) return;
@@ -177,19 +216,22 @@ void gr_parallel_for(const GrRunCtx *rc, int64_t n, int64_t grain,
   p->body = body;
   p->env = env;
   atomic_store(&p->pending, p->nthreads - 1);
+  atomic_store(&p->pickup_ns, 0);
+  int64_t published = now_ns();
   atomic_fetch_add(&p->generation, 1);
   pthread_cond_broadcast(&p->work_cv);
   pthread_mutex_unlock(&p->mu);
   run_chunk(p, 0);
-  int64_t t0 = p->spin_ns > 0 ? now_ns() : 0;
-  for (int i = 1; p->spin_ns > 0 && atomic_load(&p->pending) > 0; i++) {
+  int64_t spin = atomic_load(&p->spin_now), t0 = spin > 0 ? now_ns() : 0;
+  for (int i = 1; spin > 0 && atomic_load(&p->pending) > 0; i++) {
     cpu_relax();
-    if (i % 32 == 0 && now_ns() - t0 > p->spin_ns) break;
+    if (i % 32 == 0 && now_ns() - t0 > spin) break;
   }
   if (atomic_load(&p->pending) > 0) {
     pthread_mutex_lock(&p->mu);
     while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done_cv, &p->mu);
     pthread_mutex_unlock(&p->mu);
   }
+  watch_latency(p, atomic_load(&p->pickup_ns) - published);
   pthread_mutex_unlock(&p->dispatch);
 }
