@@ -8,9 +8,9 @@
 # distance of Gaussian fits, against held-out points; the "data" row is the noise floor).
 # Everything goes to out/demo/. The network and budget are the ones of examples/2d
 # (3 x 128 MLP, batch 1024, Adam 1e-3 cosine to 1e-4, EMA 0.999); STEPS=... changes the
-# number of training steps (default 6000: the whole demo took 59 s, nearly all training,
-# on 2 cores shared with other jobs; the same run as the checkerboard IMM model of
-# examples/2d, so its checkpoint is bit-identical).
+# number of training steps (default 6000: the whole demo takes 13 s on the 2-core machine
+# docs/performance.md describes, 59 s before gradc's own matrix kernel; the same run as
+# the checkerboard IMM model of examples/2d, so its checkpoint is bit-identical).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/out/demo}
