@@ -219,7 +219,7 @@ static Value fold(Elab *E, const char *op, Value a, Value b, SrcLoc loc) {
                "integer overflow in '%s'", op);
     return v_err();
   }
-  if (op[0] == '+' || op[0] == '-' || op[0] == '*' || op[0] == '/') return v_int(r);
+  if (op[0] == '+' || op[0] == '-' || op[0] == '*') return v_int(r);
   diag_error(E->c, loc, NULL, "'%s' is not defined on numbers", op);
   return v_err();
 }

@@ -518,6 +518,18 @@ static void body_loop(KC *k, const Kernel *kn, LLVMValueRef lo, LLVMValueRef hi,
   close_nest(k, lps, nl);
 }
 
+/* Memory-form reduction step at input element xi: dst[out(xi)] op= in[xi], where xo (the
+ * output index) is xi with the reduced axes set to 0. */
+static void acc_into_dst(KC *k, const Node *n, Ix *xi, Ix *xo) {
+  Low *L = k->L;
+  uint32_t axes = n->attr.axes;
+  xi->has_d = xo->has_d = 1;
+  for (int d = 0; d < xi->sh.rank; d++) xo->d[d] = (axes >> d & 1) ? ci64(k, 0) : xi->d[d];
+  LLVMValueRef p = LLVMBuildInBoundsGEP2(L->b, low_type(L, n->dtype), k->dst, (LLVMValueRef[]){ix_flat(k, xo)}, 1, "");
+  LLVMValueRef acc = LLVMBuildLoad2(L->b, low_type(L, n->dtype), p, "");
+  LLVMBuildStore(L->b, low_reduce_step(L, n->op, n->dtype, acc, ev(k, n->in[0], xi)), p);
+}
+
 static void body_reduce(KC *k, const Kernel *kn, LLVMValueRef lo, LLVMValueRef hi) {
   const Node *n = &k->g->nodes[kn->root];
   const Node *in = &k->g->nodes[n->in[0]];
@@ -530,11 +542,7 @@ static void body_reduce(KC *k, const Kernel *kn, LLVMValueRef lo, LLVMValueRef h
     fill_dst(k, n->dtype, shape_numel(&n->shape), low_reduce_init(L, n->op, n->dtype));
     Ix *xi = ix_new(k, &in->shape), *xo = ix_new(k, &n->shape);
     nl = open_nest(k, lps, &in->shape, 0, xi, 0);
-    xi->has_d = xo->has_d = 1;
-    for (int d = 0; d < r; d++) xo->d[d] = (axes >> d & 1) ? ci64(k, 0) : xi->d[d];
-    LLVMValueRef p = LLVMBuildInBoundsGEP2(L->b, low_type(L, n->dtype), k->dst, (LLVMValueRef[]){ix_flat(k, xo)}, 1, "");
-    LLVMValueRef acc = LLVMBuildLoad2(L->b, low_type(L, n->dtype), p, "");
-    LLVMBuildStore(L->b, low_reduce_step(L, n->op, n->dtype, acc, ev(k, n->in[0], xi)), p);
+    acc_into_dst(k, n, xi, xo);
     close_nest(k, lps, nl);
     return;
   }
@@ -549,11 +557,7 @@ static void body_reduce(KC *k, const Kernel *kn, LLVMValueRef lo, LLVMValueRef h
     Ix *xi = ix_new(k, &in->shape), *xo = ix_new(k, &n->shape);
     nl = open_nest(k, lps, &in->shape, 0, xi, last);
     xi->d[r - 1] = loop_open(k, &lps[nl++], lo, hi);
-    xi->has_d = xo->has_d = 1;
-    for (int d = 0; d < r; d++) xo->d[d] = (axes >> d & 1) ? ci64(k, 0) : xi->d[d];
-    LLVMValueRef p = LLVMBuildInBoundsGEP2(L->b, low_type(L, n->dtype), k->dst, (LLVMValueRef[]){ix_flat(k, xo)}, 1, "");
-    LLVMValueRef acc = LLVMBuildLoad2(L->b, low_type(L, n->dtype), p, "");
-    LLVMBuildStore(L->b, low_reduce_step(L, n->op, n->dtype, acc, ev(k, n->in[0], xi)), p);
+    acc_into_dst(k, n, xi, xo);
     close_nest(k, lps, nl);
     return;
   }

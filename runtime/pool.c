@@ -42,7 +42,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "rt.h"
 
@@ -52,11 +51,8 @@
 #define LATE_COUNT 2            /* late pick-ups in a window that turn spinning off */
 #define SLEEP_DISPATCHES 4096   /* jobs without spinning before trying again */
 
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+static int64_t now_ns(void) { return (int64_t)(gr_now() * 1e9); } /* gr_now: log.c */
+
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)

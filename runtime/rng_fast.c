@@ -22,12 +22,6 @@
 #include "philox.h"
 #include "rng_fill.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define GR_CLONES __attribute__((target_clones("arch=x86-64-v4", "default")))
-#else
-#define GR_CLONES
-#endif
-
 #define CHUNK 256 /* Philox blocks per round: 1024 values */
 
 /* z[0 .. 4 nb) for the blocks b0 .. b0 + nb. */

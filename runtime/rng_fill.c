@@ -15,12 +15,6 @@
 
 #include "philox.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define GR_CLONES __attribute__((target_clones("arch=x86-64-v4", "default")))
-#else
-#define GR_CLONES
-#endif
-
 GR_CLONES void gr_normal_fill_f64(double *out, int64_t n, uint64_t seed, uint64_t step,
                                   uint64_t stream, uint64_t off) {
   for (int64_t i = 0; i < n; i++) out[i] = gr_normal_f64(seed, step, stream, off + (uint64_t)i);

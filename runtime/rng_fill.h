@@ -4,6 +4,14 @@
 
 #include <stdint.h>
 
+/* The fill loops are compiled twice, for x86-64-v4 (AVX-512) and the baseline, and the
+ * variant is picked at load time (the build is not -march=native). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define GR_CLONES __attribute__((target_clones("arch=x86-64-v4", "default")))
+#else
+#define GR_CLONES
+#endif
+
 /* out[i] = gr_normal_f64(seed, step, stream, off + i) for i in [0, n), bit for bit. */
 void gr_normal_fill_f64(double *out, int64_t n, uint64_t seed, uint64_t step, uint64_t stream,
                         uint64_t off);

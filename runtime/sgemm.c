@@ -52,6 +52,12 @@ typedef struct {
 
 #define TARGET __attribute__((target("avx512f,fma")))
 
+/* Lanes [0, w) of one zmm of 16 floats (w < 0: none, w >= 16: all): the columns of a
+ * panel of width w are col_mask(w) and col_mask(w - 16). */
+static inline __mmask16 col_mask(int64_t w) {
+  return (__mmask16)(w <= 0 ? 0 : w >= 16 ? 0xffff : (1u << w) - 1);
+}
+
 /* In-register transpose of 16 x 16 floats: r[i][j] -> r[j][i] (unpack within 128-bit
  * lanes, then two rounds of 128-bit lane shuffles). */
 TARGET static inline void transpose16(__m512 r[16]) {
@@ -117,8 +123,7 @@ TARGET static void pack_b(void *env, int64_t lo, int64_t hi) {
     int64_t w = p->nc - jp < NR ? p->nc - jp : NR, j = p->j0 + jp;
     float *d = p->bp + jp * p->kc;
     if (!p->tb) {
-      __mmask16 m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
-      __mmask16 m1 = (__mmask16)(w <= 16 ? 0 : w >= 32 ? 0xffff : (1u << (w - 16)) - 1);
+      __mmask16 m0 = col_mask(w), m1 = col_mask(w - 16);
       for (int64_t k = 0; k < p->kc; k++) {
         const float *s = p->B + (p->k0 + k) * p->ldb + j;
         _mm512_store_ps(d + k * NR, _mm512_maskz_loadu_ps(m0, s));
@@ -152,8 +157,7 @@ TARGET static void pack_a(const Pass *p, int64_t i0, int64_t mc, float *restrict
 TARGET static void kernel(int64_t kc, const float *restrict a, int64_t ak, int64_t ar,
                           const float *restrict b, int64_t bs, float *c, int64_t ldc, int64_t h,
                           int64_t w, int acc) {
-  __mmask16 m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
-  __mmask16 m1 = (__mmask16)(w <= 16 ? 0 : w >= 32 ? 0xffff : (1u << (w - 16)) - 1);
+  __mmask16 m0 = col_mask(w), m1 = col_mask(w - 16);
   __m512 c0[MR], c1[MR];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
